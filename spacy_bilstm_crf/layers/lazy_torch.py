@@ -1,0 +1,101 @@
+"""Thinc layers that build their PyTorch module once their dims are known.
+
+A torch module needs its sizes when it is constructed, but a Thinc layer
+learns them in ``init`` (the tok2vec's width, the number of tags). A lazy
+layer builds its ``PyTorchWrapper_v2`` child in ``init``. Before such a layer
+can load weights with ``from_bytes``, it must be built from saved dims:
+``lazy_layer_dims`` and ``build_lazy_layers`` do that for a whole model.
+"""
+
+from typing import Any, Callable, Dict, List, Optional, cast
+
+from thinc.api import Model, PyTorchWrapper_v2
+from thinc.shims import PyTorchShim
+from torch import nn
+
+LAZY_FLAG = "spacy_bilstm_crf_lazy_torch"
+ModuleFactory = Callable[[Model], nn.Module]
+InferDims = Callable[[Model, Any, Any], None]
+
+
+def lazy_torch_layer(
+    name: str,
+    forward: Callable,
+    make_module: ModuleFactory,
+    *,
+    infer_dims: InferDims,
+    convert_inputs: Callable,
+    convert_outputs: Callable,
+    dims: Dict[str, Optional[int]],
+    attrs: Optional[Dict[str, Any]] = None,
+) -> Model:
+    """A layer whose torch module ``make_module(model)`` is built in ``init``,
+    after ``infer_dims(model, X, Y)`` has set the dims it needs."""
+    layer_attrs: Dict[str, Any] = dict(attrs or {})
+    layer_attrs.update(
+        {
+            LAZY_FLAG: True,
+            "make_module": make_module,
+            "infer_dims": infer_dims,
+            "convert_inputs": convert_inputs,
+            "convert_outputs": convert_outputs,
+        }
+    )
+    return Model(name, forward, init=_init, dims=dims, attrs=layer_attrs)
+
+
+def _init(model: Model, X: Any = None, Y: Any = None) -> None:
+    if model.layers:
+        return
+    model.attrs["infer_dims"](model, X, Y)
+    missing = [dim for dim in model.dim_names if not model.has_dim(dim)]
+    if missing:
+        raise ValueError(
+            f"Cannot initialize layer {model.name!r}: dims {missing} are unset. "
+            "Initialize it with sample input, or set the dims first."
+        )
+    module = model.attrs["make_module"](model)
+    wrapped = PyTorchWrapper_v2(
+        module,
+        convert_inputs=model.attrs["convert_inputs"],
+        convert_outputs=model.attrs["convert_outputs"],
+    )
+    model._layers.append(wrapped)
+
+
+def is_lazy_layer(model: Model) -> bool:
+    return bool(model.attrs.get(LAZY_FLAG))
+
+
+def torch_module(model: Model) -> nn.Module:
+    """The torch module of a built lazy layer."""
+    if not model.layers:
+        raise ValueError(f"Layer {model.name!r} is not initialized yet: call initialize() first.")
+    shim = cast(PyTorchShim, model.layers[0].shims[0])
+    return shim._model
+
+
+def lazy_layer_dims(model: Model) -> List[Dict[str, int]]:
+    """The dims of each lazy layer in ``model``, in walk order."""
+    return [
+        {dim: node.get_dim(dim) for dim in node.dim_names if node.has_dim(dim)}
+        for node in model.walk()
+        if is_lazy_layer(node)
+    ]
+
+
+def build_lazy_layers(model: Model, dims: List[Dict[str, int]]) -> None:
+    """Build the unbuilt lazy layers of ``model`` from dims saved by
+    ``lazy_layer_dims``, so that ``model.from_bytes`` finds every layer."""
+    nodes = [node for node in model.walk() if is_lazy_layer(node)]
+    if len(nodes) != len(dims):
+        raise ValueError(
+            f"Cannot rebuild the model: the saved settings describe {len(dims)} "
+            f"torch layers but the model has {len(nodes)}. Was it saved with a different config?"
+        )
+    for node, node_dims in zip(nodes, dims):
+        if node.layers:
+            continue
+        for dim, value in node_dims.items():
+            node.set_dim(dim, value, force=True)
+        node.initialize()
