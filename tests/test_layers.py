@@ -1,0 +1,154 @@
+"""Encoders and the CRF tagger architecture as Thinc models."""
+
+from typing import List
+
+import numpy
+import pytest
+import spacy
+from spacy.util import registry
+from thinc.api import Model, fix_random_seed
+
+from spacy_bilstm_crf.layers.crf import CRF, crf_decode
+from spacy_bilstm_crf.models.crf_tagger import get_crf
+
+ENCODERS = {
+    "bilstm": ({"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 8, "depth": 2}, 16),
+    "idcnn": ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1", "width": 12, "iterations": 2}, 12),
+    "none": ({"@architectures": "spacy-bilstm-crf.NoEncoder.v1"}, 10),
+}
+
+
+def resolve(config: dict) -> Model:
+    return registry.resolve({"x": config})["x"]
+
+
+def random_inputs(lengths: List[int], width: int = 10) -> List[numpy.ndarray]:
+    rng = numpy.random.default_rng(0)
+    return [rng.normal(size=(n, width)).astype("f") for n in lengths]
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_encoder_shapes_forward_and_backward(name):
+    config, width = ENCODERS[name]
+    fix_random_seed(0)
+    encoder = resolve(config)
+    X = random_inputs([5, 3, 0, 1])
+    encoder.initialize(X=X)
+    Y, backprop = encoder.begin_update(X)
+    assert [y.shape for y in Y] == [(5, width), (3, width), (0, width), (1, width)]
+    dX = backprop([numpy.ones_like(y) for y in Y])
+    assert [dx.shape for dx in dX] == [x.shape for x in X]
+    if name != "none":
+        assert any(numpy.abs(dx).sum() > 0 for dx in dX)
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_encoder_batched_equals_unbatched(name):
+    config, _ = ENCODERS[name]
+    encoder = resolve(config)
+    X = random_inputs([7, 2, 4])
+    encoder.initialize(X=X)
+    batched = encoder.predict(X)
+    for x, y in zip(X, batched):
+        numpy.testing.assert_allclose(encoder.predict([x])[0], y, atol=1e-5)
+
+
+def test_encoder_padding_gets_no_gradient_leak():
+    """The gradient of a doc's inputs does not depend on the other docs."""
+    encoder = resolve({**ENCODERS["bilstm"][0], "dropout": 0.0})
+    X = random_inputs([6, 2])
+    encoder.initialize(X=X)
+    _, backprop = encoder.begin_update(X)
+    dY = [numpy.ones((6, 16), dtype="f"), numpy.ones((2, 16), dtype="f")]
+    together = backprop(dY)[1]
+    _, backprop_alone = encoder.begin_update([X[1]])
+    numpy.testing.assert_allclose(backprop_alone([dY[1]])[0], together, atol=1e-5)
+
+
+def test_encoder_all_empty_batch():
+    encoder = resolve(ENCODERS["bilstm"][0])
+    encoder.initialize(X=random_inputs([3]))
+    Y, backprop = encoder.begin_update(random_inputs([0, 0]))
+    assert [y.shape for y in Y] == [(0, 16), (0, 16)]
+    assert [dx.shape for dx in backprop(Y)] == [(0, 10), (0, 10)]
+
+
+def test_encoder_wrong_width_gives_clear_error():
+    encoder = resolve(ENCODERS["bilstm"][0])
+    encoder.initialize(X=random_inputs([3], width=10))
+    with pytest.raises(ValueError, match=r"expects token vectors of width 10.*doc 1.*\(2, 7\)"):
+        encoder.predict(random_inputs([3], width=10) + random_inputs([2], width=7))
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1", "kernel_size": 4}, "odd"),
+        ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1", "dilations": []}, "dilations"),
+        ({"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "dropout": 1.5}, "dropout"),
+        ({"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 0}, "hidden_width"),
+    ],
+)
+def test_bad_encoder_settings(config, message):
+    with pytest.raises(ValueError, match=message):
+        resolve(config)
+
+
+def test_uninitialized_encoder_without_sample_raises():
+    encoder = resolve(ENCODERS["idcnn"][0])
+    with pytest.raises(ValueError, match=r"dims \['nI'\] are unset"):
+        encoder.initialize()
+
+
+def test_crf_layer_loss_and_decode():
+    crf = CRF(nO=3)
+    crf.initialize()
+    emissions = random_inputs([4, 0, 2], width=3)
+    gold = [numpy.array([0, 1, 2, 0], dtype="i"), numpy.zeros((0,), dtype="i"), numpy.array([-1, -1], dtype="i")]
+    nll, backprop = crf.begin_update((emissions, gold))
+    assert nll.shape == (3,) and nll[0] > 0 and nll[1] == 0 and abs(nll[2]) < 1e-5
+    d_emissions = backprop(numpy.ones(3, dtype="f"))
+    assert [d.shape for d in d_emissions] == [(4, 3), (0, 3), (2, 3)]
+    # Rows of the gradient are marginals minus one-hot gold: they sum to zero.
+    numpy.testing.assert_allclose(d_emissions[0].sum(axis=1), 0, atol=1e-5)
+    decoded = crf_decode(crf, emissions)
+    assert [len(d) for d in decoded] == [4, 0, 2]
+    assert [int(t) for t in decoded[0]] == [int(i) for i in emissions[0].argmax(axis=1)]  # no transitions yet
+    with pytest.raises(ValueError, match="emission scores of shape"):
+        crf_decode(crf, random_inputs([2], width=5))
+
+
+TAGGER = {
+    "@architectures": "spacy-bilstm-crf.CRFTagger.v1",
+    "tok2vec": {
+        "@architectures": "spacy.HashEmbedCNN.v2",
+        "pretrained_vectors": None,
+        "width": 16,
+        "depth": 1,
+        "embed_size": 100,
+        "window_size": 1,
+        "maxout_pieces": 2,
+        "subword_features": True,
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_tagger_architecture(name):
+    fix_random_seed(0)
+    tagger = resolve({**TAGGER, "encoder": ENCODERS[name][0]})
+    nlp = spacy.blank("en")
+    docs = [nlp("a b c"), nlp(""), nlp("d")]
+    tagger.initialize(X=docs, Y=[numpy.zeros((len(d), 5), dtype="f") for d in docs])
+    assert tagger.get_dim("nO") == 5 and get_crf(tagger).get_dim("nO") == 5
+    scores, backprop = tagger.begin_update(docs)
+    assert [s.shape for s in scores] == [(3, 5), (0, 5), (1, 5)]
+    backprop([numpy.ones_like(s) for s in scores])
+    for doc, batched in zip(docs, tagger.predict(docs)):
+        numpy.testing.assert_allclose(tagger.predict([doc])[0], batched, atol=1e-5)
+    # Round trip of a built model through bytes into a built copy.
+    copy = resolve({**TAGGER, "encoder": ENCODERS[name][0]})
+    copy.initialize(X=docs, Y=[numpy.zeros((len(d), 5), dtype="f") for d in docs])
+    copy.from_bytes(tagger.to_bytes())
+    assert copy.to_bytes() == tagger.to_bytes()
+    numpy.testing.assert_allclose(copy.predict(docs)[0], tagger.predict(docs)[0])
