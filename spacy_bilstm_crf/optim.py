@@ -27,9 +27,7 @@ class LRScaledOptimizer:
         return getattr(self.optimizer, name)
 
 
-def finish_update_scaled(
-    model: Model, optimizer: Optimizer, lr_scale: float, unscaled: Optional[Model] = None
-) -> None:
+def finish_update_scaled(model: Model, optimizer: Optimizer, lr_scale: float, unscaled: Optional[Model] = None) -> None:
     """Like ``model.finish_update(optimizer)``, with the learning rate scaled by
     ``lr_scale`` for every node except those of the subtree ``unscaled``."""
     skip = {node.id for node in unscaled.walk()} if unscaled is not None else set()

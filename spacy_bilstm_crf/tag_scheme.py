@@ -68,9 +68,7 @@ def _is_allowed(scheme: str, prev: str, prev_label: Optional[str], curr: str, cu
     return prev in ("B", "I") and prev_label == curr_label
 
 
-def allowed_transitions(
-    tags: Sequence[str], scheme: str
-) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+def allowed_transitions(tags: Sequence[str], scheme: str) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
     """Boolean masks of the transitions a valid tag sequence may take.
 
     Returns ``(transitions, start, end)``: ``transitions[i, j]`` says whether
@@ -115,9 +113,7 @@ def tags_to_spans(tags: Sequence[str], scheme: str) -> List[EntitySpan]:
         if prefix in ("B", "U"):
             start = i
         ends_here = prefix in ("L", "U") or (
-            scheme == "BIO"
-            and prefix in ("B", "I")
-            and (i + 1 == len(tags) or split_tag(tags[i + 1])[0] != "I")
+            scheme == "BIO" and prefix in ("B", "I") and (i + 1 == len(tags) or split_tag(tags[i + 1])[0] != "I")
         )
         if ends_here and label is not None:
             spans.append((start, i + 1, label))

@@ -8,6 +8,7 @@ from spacy.tokens import DocBin
 
 from .tiny_data import EN_TRAIN, ZH_TRAIN, en_docs, zh_docs
 
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer BERT of width 32 with random weights and a small WordPiece

@@ -17,7 +17,15 @@ from spacy_bilstm_crf.tag_scheme import (
 
 def test_make_tags_orders_outside_first():
     assert make_tags(["LOC", "PER"], "BILUO") == [
-        "O", "B-LOC", "I-LOC", "L-LOC", "U-LOC", "B-PER", "I-PER", "L-PER", "U-PER",
+        "O",
+        "B-LOC",
+        "I-LOC",
+        "L-LOC",
+        "U-LOC",
+        "B-PER",
+        "I-PER",
+        "L-PER",
+        "U-PER",
     ]
     assert make_tags(["PER"], "BIO") == ["O", "B-PER", "I-PER"]
 
@@ -42,9 +50,7 @@ def test_transition_masks_agree_with_sequence_validity(scheme):
     for length in (1, 2, 3):
         for seq in product(tags, repeat=length):
             ids = [index[t] for t in seq]
-            by_mask = bool(start[ids[0]] and end[ids[-1]]) and all(
-                transitions[a, b] for a, b in zip(ids, ids[1:])
-            )
+            by_mask = bool(start[ids[0]] and end[ids[-1]]) and all(transitions[a, b] for a, b in zip(ids, ids[1:]))
             assert by_mask == is_valid_sequence(seq, scheme), seq
 
 

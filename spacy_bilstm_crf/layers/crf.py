@@ -5,7 +5,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, cast
 import torch
 from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.shims import PyTorchShim
-from thinc.types import Floats1d, Floats2d, Floats3d, Ints1d
+from thinc.types import Floats1d, Floats2d, Floats3d, Ints1d, Ints2d
 
 from ..modules.crf import ConditionalRandomField
 from .lazy_torch import lazy_torch_layer, torch_module
@@ -51,9 +51,10 @@ def crf_decode(
     mask = padding_mask(lengths, padded.shape[1])  # (B, T)
     tags = None
     if constraints is not None:
-        tags = xp2torch(ops.pad([ops.asarray1i(constraints[i]) for i in keep]), device=device).long()
+        padded_constraints = ops.pad(cast(List[Ints2d], [ops.asarray1i(constraints[i]) for i in keep]))  # (B, T)
+        tags = xp2torch(padded_constraints, device=device).long()
     best, _ = module.decode(padded, mask, tags)  # (B, T)
-    best_xp = ops.asarray2i(torch2xp(best.int()))
+    best_xp = ops.asarray2i(cast(Ints2d, torch2xp(best.int())))
     for row, i in enumerate(keep):
         results[i] = best_xp[row, : len(emissions[i])]
     return results
@@ -70,9 +71,7 @@ def _check_inputs(model: Model, emissions: Sequence[Floats2d], tags: Optional[Se
         raise ValueError(f"CRF got {len(emissions)} docs of emission scores but {len(tags)} tag sequences.")
     for i, scores in enumerate(emissions):
         if scores.ndim != 2 or scores.shape[1] != n_tags:
-            raise ValueError(
-                f"CRF over {n_tags} tags got emission scores of shape {tuple(scores.shape)} for doc {i}."
-            )
+            raise ValueError(f"CRF over {n_tags} tags got emission scores of shape {tuple(scores.shape)} for doc {i}.")
         if tags is not None and len(tags[i]) != len(scores):
             raise ValueError(f"Doc {i} has {len(scores)} emission rows but {len(tags[i])} tags.")
 
@@ -105,7 +104,7 @@ def _convert_inputs(model: Model, X: CRFInput, is_train: bool) -> Tuple[ArgsKwar
     lengths = [len(e) for e in emissions]
     padded = xp2torch(ops.pad(emissions), requires_grad=is_train, device=device)  # (B, T, K)
     mask = padding_mask(lengths_tensor(lengths, device), padded.shape[1])  # (B, T)
-    padded_tags = xp2torch(ops.pad([ops.asarray1i(t) for t in tags]), device=device).long()  # (B, T)
+    padded_tags = xp2torch(ops.pad(cast(List[Ints2d], [ops.asarray1i(t) for t in tags])), device=device).long()
 
     def backprop(d_inputs: ArgsKwargs) -> List[Floats2d]:
         return cast(List[Floats2d], ops.unpad(cast(Floats3d, torch2xp(d_inputs.args[0])), lengths))
@@ -113,7 +112,9 @@ def _convert_inputs(model: Model, X: CRFInput, is_train: bool) -> Tuple[ArgsKwar
     return ArgsKwargs(args=(padded, mask, padded_tags), kwargs={}), backprop
 
 
-def _convert_outputs(model: Model, X_Ytorch: Tuple[CRFInput, torch.Tensor], is_train: bool) -> Tuple[Floats1d, Callable]:
+def _convert_outputs(
+    model: Model, X_Ytorch: Tuple[CRFInput, torch.Tensor], is_train: bool
+) -> Tuple[Floats1d, Callable]:
     _, nll_torch = X_Ytorch  # (B,)
     device = cast(PyTorchShim, model.shims[0]).device
 

@@ -38,7 +38,8 @@ def _infer_input_width(model: Model, X: Optional[List[Floats2d]], Y: Any) -> Non
 def _forward(model: Model, X: List[Floats2d], is_train: bool) -> Tuple[List[Floats2d], Callable]:
     n_in = model.get_dim("nI")
     for i, x in enumerate(X):
-        if x.ndim != 2 or x.shape[1] != n_in:
+        # Empty docs may come as (0, 0) arrays (transformer listeners do that).
+        if len(x) and (x.ndim != 2 or x.shape[1] != n_in):
             raise ValueError(
                 f"Layer {model.name!r} expects token vectors of width {n_in}, but doc {i} "
                 f"of the batch has vectors of shape {tuple(x.shape)}. The tok2vec's output "

@@ -29,7 +29,7 @@ def build_crf_tagger(
     nO (Optional[int]): Number of tags; inferred when the component is initialized.
     """
     emission = Linear(nO=nO)
-    scorer = chain(tok2vec, encoder, with_array(emission))
+    scorer: Model[List[Doc], List[Floats2d]] = chain(tok2vec, encoder, with_array(emission))
     crf = CRF(nO=nO)
     return Model(
         "crf_tagger",

@@ -24,6 +24,10 @@ class ConditionalRandomField(nn.Module):
     in training and decoding alike.
     """
 
+    allowed_transitions: Tensor  # (K, K) bool buffer
+    allowed_start: Tensor  # (K,) bool buffer
+    allowed_end: Tensor  # (K,) bool buffer
+
     def __init__(self, num_tags: int) -> None:
         super().__init__()
         if num_tags < 1:
@@ -97,9 +101,7 @@ class ConditionalRandomField(nn.Module):
         return torch.where(mask[:, 0], score, torch.zeros_like(score))
 
     @torch.no_grad()
-    def decode(
-        self, emissions: Tensor, mask: Tensor, tags: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor]:
+    def decode(self, emissions: Tensor, mask: Tensor, tags: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Viterbi decoding: the best allowed tag sequence per row.
 
         ``tags`` (B, T), optional, fixes the tag of tokens where it is >= 0.

@@ -2,7 +2,7 @@
 
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 import numpy
 import srsly
@@ -21,6 +21,7 @@ from thinc.types import Floats2d, Ints1d
 from ..layers.crf import crf_decode
 from ..layers.lazy_torch import build_lazy_layers, lazy_layer_dims, torch_module
 from ..models.crf_tagger import get_crf
+from ..modules.crf import ConditionalRandomField
 from ..optim import finish_update_scaled
 from ..tag_scheme import (
     OUTSIDE,
@@ -264,11 +265,11 @@ class CRFEntityRecognizer(TrainablePipe):
         validate_examples(examples, "CRFEntityRecognizer.get_loss")
         gold = [self._gold_tags(eg, i) for i, eg in enumerate(examples)]
         nll, backprop = get_crf(self.model).begin_update((scores, gold))
-        loss = float(nll.sum())
+        loss = float(nll.sum(keepdims=False))
         if numpy.isnan(loss):
             raise ValueError(Errors.E910.format(name=self.name))
         d_scores = backprop(self.model.ops.xp.ones(len(nll), dtype="f"))
-        return loss, d_scores
+        return loss, cast(List[Floats2d], d_scores)
 
     def finish_update(self, sgd: Optimizer) -> None:
         """Update the weights, the head's at ``head_lr_scale`` times the rate."""
@@ -286,7 +287,7 @@ class CRFEntityRecognizer(TrainablePipe):
 
     def from_disk(self, path: Path, *, exclude: Iterable[str] = tuple()) -> "CRFEntityRecognizer":
         self._validate_serialization_attrs()
-        deserializers = {
+        deserializers: Dict[str, Callable[[Path], Any]] = {
             "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
             "model": lambda p: self._load_model(Path(p).read_bytes()),
@@ -305,7 +306,7 @@ class CRFEntityRecognizer(TrainablePipe):
 
     def _apply_constraints(self) -> None:
         transitions, start, end = allowed_transitions(self.tags, self.cfg["scheme"])
-        crf = torch_module(get_crf(self.model))
+        crf = cast(ConditionalRandomField, torch_module(get_crf(self.model)))
         crf.set_constraints(torch.from_numpy(transitions), torch.from_numpy(start), torch.from_numpy(end))
 
     def _preset_tags(self, doc: Doc) -> Ints1d:
@@ -319,7 +320,7 @@ class CRFEntityRecognizer(TrainablePipe):
                 fixed[ent.start : ent.end] = [index[tag] for tag in tags]
             else:
                 fixed[ent.start : ent.end] = index[OUTSIDE]
-        return self.model.ops.asarray1i(fixed)
+        return self.model.ops.asarray1i(cast(Ints1d, fixed))
 
     def _gold_tags(self, example: Example, position: int) -> Ints1d:
         """Gold tag id per predicted token; -1 where the annotation is missing."""
@@ -336,4 +337,4 @@ class CRFEntityRecognizer(TrainablePipe):
                     f"{list(self.labels)}. Initialize the component with the labels of the data."
                 )
             gold[i] = index[biluo_to_scheme(tag, self.cfg["scheme"])]
-        return self.model.ops.asarray1i(gold)
+        return self.model.ops.asarray1i(cast(Ints1d, gold))

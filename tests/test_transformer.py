@@ -1,0 +1,155 @@
+"""The transformer path end to end, with a tiny BERT built locally at random."""
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict
+
+import numpy
+import pytest
+import spacy
+from spacy.language import Language
+from spacy.training import Example
+from thinc.api import fix_random_seed
+
+from .tiny_data import EN_TRAIN
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").glob("*/*.cfg"))
+
+BILSTM = {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 16, "dropout": 0.0}
+
+
+def transformer_model(name: str, window: int = 128, stride: int = 96) -> Dict:
+    return {
+        "@architectures": "spacy-transformers.TransformerModel.v3",
+        "name": str(name),
+        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": window, "stride": stride},
+        "tokenizer_config": {"use_fast": True},
+    }
+
+
+def listener_nlp(bert: Path, window: int = 128, stride: int = 96) -> Language:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": transformer_model(bert, window, stride)})
+    listener = {
+        "@architectures": "spacy-transformers.TransformerListener.v1",
+        "grad_factor": 1.0,
+        "pooling": {"@layers": "reduce_mean.v1"},
+        "upstream": "*",
+    }
+    model = {"@architectures": "spacy-bilstm-crf.CRFTagger.v1", "tok2vec": listener, "encoder": BILSTM}
+    nlp.add_pipe("crf_ner", config={"model": model, "head_lr_scale": 20.0})
+    return nlp
+
+
+def train(nlp: Language, steps: int) -> None:
+    exs = [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in EN_TRAIN]
+    fix_random_seed(0)
+    optimizer = nlp.initialize(lambda: exs)
+    optimizer.learn_rate = 0.001
+    for _ in range(steps):
+        nlp.update(exs, sgd=optimizer)
+
+
+def entities(doc):
+    return [(e.start, e.end, e.label_) for e in doc.ents]
+
+
+@pytest.fixture(scope="module")
+def trained_listener(tiny_bert) -> Language:
+    nlp = listener_nlp(tiny_bert, window=8, stride=6)
+    train(nlp, steps=40)
+    return nlp
+
+
+def test_listener_learns_and_gradients_reach_the_transformer(tiny_bert):
+    nlp = listener_nlp(tiny_bert)
+    exs = [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in EN_TRAIN]
+    fix_random_seed(0)
+    optimizer = nlp.initialize(lambda: exs)
+    bert = next(node.shims[0]._model for node in nlp.get_pipe("transformer").model.walk() if node.shims)
+    before = bert.embeddings.word_embeddings.weight.detach().clone()
+    first = nlp.update(exs, sgd=optimizer)["crf_ner"]
+    for _ in range(30):
+        last = nlp.update(exs, sgd=optimizer)["crf_ner"]
+    after = bert.embeddings.word_embeddings.weight.detach()
+    assert not numpy.allclose(before.numpy(), after.numpy())
+    assert last < first / 2
+
+
+def test_long_docs_keep_every_token(trained_listener):
+    """A doc much longer than the transformer window (8 wordpieces, stride 6)."""
+    text = " ".join(["Alice lives in Paris and Bob works at Google in London ."] * 6)
+    doc = trained_listener(text)
+    scores = trained_listener.get_pipe("crf_ner").model.predict([doc])
+    assert scores[0].shape[0] == len(doc) == 72
+    assert all(t.ent_iob_ in ("B", "I", "O") for t in doc)
+
+
+def test_listener_pipe_equals_call_and_round_trip(trained_listener, tiny_bert):
+    texts = [text for text, _ in EN_TRAIN] + ["", "Paris"]
+    expected = [entities(trained_listener(text)) for text in texts]
+    assert [entities(doc) for doc in trained_listener.pipe(texts, batch_size=3)] == expected
+    data = trained_listener.to_bytes()
+    reloaded = listener_nlp(tiny_bert, window=8, stride=6).from_bytes(data)
+    assert [entities(doc) for doc in reloaded.pipe(texts)] == expected
+
+
+def test_inline_transformer_tok2vec(tiny_bert, tmp_path):
+    nlp = spacy.blank("en")
+    tok2vec = {
+        "@architectures": "spacy-transformers.Tok2VecTransformer.v3",
+        "name": str(tiny_bert),
+        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 16, "stride": 12},
+        "tokenizer_config": {"use_fast": True},
+        "pooling": {"@layers": "reduce_mean.v1"},
+        "grad_factor": 1.0,
+    }
+    model = {"@architectures": "spacy-bilstm-crf.CRFTagger.v1", "tok2vec": tok2vec, "encoder": BILSTM}
+    nlp.add_pipe("crf_ner", config={"model": model})
+    train(nlp, steps=20)
+    texts = [text for text, _ in EN_TRAIN]
+    expected = [entities(doc) for doc in nlp.pipe(texts)]
+    nlp.to_disk(tmp_path / "inline")
+    loaded = spacy.load(tmp_path / "inline")
+    assert [entities(doc) for doc in loaded.pipe(texts)] == expected
+
+
+def test_configs_are_generated_from_the_template():
+    result = subprocess.run([sys.executable, str(REPO / "configs" / "generate.py"), "--check"], capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
+    assert len(CONFIGS) == 12
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[f"{p.parent.name}/{p.stem}" for p in CONFIGS])
+def test_spacy_train_cli_runs_every_config(config, tiny_bert, en_corpus, zh_corpus, tmp_path):
+    corpus = zh_corpus if config.parent.name == "zh" else en_corpus
+    command = [
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(config),
+        "--output",
+        str(tmp_path / "out"),
+        "--paths.train",
+        str(corpus / "train.spacy"),
+        "--paths.dev",
+        str(corpus / "dev.spacy"),
+        "--training.max_steps",
+        "4",
+        "--training.eval_frequency",
+        "2",
+        "--training.logger.progress_bar",
+        "false",
+    ]
+    if config.stem.startswith("bert"):
+        command += ["--vars.transformer", str(tiny_bert)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ENTS_F" in result.stdout
+    nlp = spacy.load(tmp_path / "out" / "model-last")
+    assert "crf_ner" in nlp.pipe_names
+    doc = nlp("张三住在北京" if config.parent.name == "zh" else "Alice lives in Paris")
+    assert all(t.ent_iob_ in ("B", "I", "O") for t in doc)
