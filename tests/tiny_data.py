@@ -22,8 +22,6 @@ ZH_TRAIN: List[Tuple[str, List[Tuple[int, int, str]]]] = [
     ("今天天气很好", []),
 ]
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def en_docs(nlp: Language) -> List[Doc]:
     docs = []
@@ -41,3 +39,7 @@ def zh_docs(nlp: Language) -> List[Doc]:
         doc.ents = [Span(doc, s, e, label=label) for s, e, label in ents]
         docs.append(doc)
     return docs
+
+
+# The corpora beside the checkout (absent on some machines).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

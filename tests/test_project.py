@@ -1,0 +1,102 @@
+"""The spaCy project workflow (reduced) and the model wheel it packages."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+from spacy.vocab import Vocab
+
+from .tiny_data import SHARED_DATA
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = ["张三在北京的微软公司工作。", "李明昨天从上海飞往香港。"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project after `spacy project run all` on 40 sentences and 40 steps."""
+    path = tmp_path_factory.mktemp("project")
+    shutil.copy(REPO / "project.yml", path / "project.yml")
+    shutil.copytree(REPO / "configs", path / "configs")
+    command = [
+        sys.executable,
+        "-m",
+        "spacy",
+        "project",
+        "run",
+        "all",
+        str(path),
+        "--vars.limit",
+        "40",
+        "--vars.max_steps",
+        "40",
+        "--vars.eval_frequency",
+        "20",
+        "--vars.local_data",
+        str(SHARED_DATA),  # a download from PyPI when absent
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (path / "stdout.txt").write_text(result.stdout, encoding="utf8")
+    return path
+
+
+def test_workflow_outputs(project):
+    stdout = (project / "stdout.txt").read_text(encoding="utf8")
+    for step in ("assets", "convert", "train", "evaluate", "package", "predict"):
+        assert f" {step} =" in stdout
+    assert "sentences: 40" in stdout  # convert's summary of the limited train file
+    metrics = json.loads((project / "metrics" / "msra-cnn_bilstm_crf.json").read_text(encoding="utf8"))
+    assert {"ents_p", "ents_r", "ents_f"} <= set(metrics)
+    assert set(metrics["ents_per_type"]) <= {"PER", "LOC", "ORG"}
+    html = (project / "metrics" / "msra-cnn_bilstm_crf.html").read_text(encoding="utf8")
+    assert html.count('class="entities"') == 25
+    assert "-> " in stdout and EXAMPLES[0] in stdout
+    for split in ("train", "dev", "test"):
+        assert (project / "corpus" / "msra" / f"{split}.spacy").exists()
+
+
+def test_model_wheel_installs_and_runs_in_a_fresh_venv(project, tmp_path):
+    wheels = list((project / "packages").glob("*/dist/*.whl"))
+    assert len(wheels) == 1
+    model_wheel = wheels[0]
+    metadata = subprocess.run(
+        ["unzip", "-p", str(model_wheel), "*/METADATA"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Requires-Dist: spacy-bilstm-crf" in metadata
+
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(REPO)], check=True
+    )
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    package_wheel = next(dist.glob("spacy_bilstm_crf-*.whl"))
+    install = [str(python), "-m", "pip", "install", "--quiet", "torch==2.13.0", str(package_wheel), str(model_wheel)]
+    subprocess.run(install, check=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+
+    train_docs = DocBin().from_disk(project / "corpus" / "msra" / "train.spacy").get_docs(Vocab())
+    texts = EXAMPLES + [doc.text for doc in train_docs if doc.ents][:4]
+    script = (
+        "import json, sys, spacy\n"
+        "nlp = spacy.load('zh_crf_ner_msra')\n"
+        "docs = nlp.pipe(json.loads(sys.argv[1]))\n"
+        "print(json.dumps([[(e.start, e.end, e.label_) for e in d.ents] for d in docs]))\n"
+    )
+    result = subprocess.run(
+        [str(python), "-c", script, json.dumps(texts)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    in_venv = json.loads(result.stdout.strip().splitlines()[-1])
+    local = spacy.load(project / "training" / "msra" / "cnn_bilstm_crf" / "model-best")
+    expected = [[[e.start, e.end, e.label_] for e in doc.ents] for doc in local.pipe(texts)]
+    assert in_venv == expected
+    assert any(in_venv), "the packaged pipeline found no entity at all"
