@@ -119,10 +119,10 @@ dropout = 0.1
     "idcnn": """
 [components.crf_ner.model.encoder]
 @architectures = "spacy-bilstm-crf.IDCNNEncoder.v1"
-width = 256
+width = 96
 kernel_size = 3
 dilations = [1, 1, 2]
-iterations = 4
+iterations = 3
 dropout = 0.1
 """,
     "none": """

@@ -10,10 +10,10 @@ from .encoder import Encoder, torch_sequence_encoder
 
 @registry.architectures("spacy-bilstm-crf.IDCNNEncoder.v1")
 def IDCNNEncoder(
-    width: int = 256,
+    width: int = 96,
     kernel_size: int = 3,
     dilations: List[int] = [1, 1, 2],
-    iterations: int = 4,
+    iterations: int = 3,
     dropout: float = 0.1,
 ) -> Encoder:
     """Iterated dilated CNN context encoder (Strubell et al., 2017).
