@@ -6,6 +6,7 @@ label; ``BIO`` has ``B-`` and ``I-``. Both have a single ``O`` tag, which is
 always tag 0.
 """
 
+from functools import lru_cache
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
@@ -41,6 +42,12 @@ def make_tags(labels: Iterable[str], scheme: str) -> List[str]:
     """The tag inventory for ``labels``: ``O`` first, then prefixes per label."""
     prefixes = SCHEMES[validate_scheme(scheme)]
     return [OUTSIDE] + [f"{p}-{label}" for label in labels for p in prefixes]
+
+
+@lru_cache(maxsize=64)
+def tag_index(labels: Tuple[str, ...], scheme: str) -> Dict[str, int]:
+    """Tag -> id for ``make_tags(labels, scheme)``; cached, as it is asked per doc."""
+    return {tag: i for i, tag in enumerate(make_tags(labels, scheme))}
 
 
 def split_tag(tag: str) -> Tuple[str, Optional[str]]:

@@ -30,6 +30,7 @@ from ..tag_scheme import (
     make_tags,
     spans_to_tags,
     split_tag,
+    tag_index,
     tags_to_spans,
     validate_label,
     validate_scheme,
@@ -312,7 +313,7 @@ class CRFEntityRecognizer(TrainablePipe):
     def _preset_tags(self, doc: Doc) -> Ints1d:
         """Tag ids that preset entities fix (-1 elsewhere). Entities of labels
         the component does not know keep their tokens outside its entities."""
-        index = {tag: i for i, tag in enumerate(self.tags)}
+        index = tag_index(self.labels, self.cfg["scheme"])
         fixed = numpy.full((len(doc),), UNKNOWN_TAG, dtype="int32")
         for ent in doc.ents:
             if ent.label_ in self.labels:
@@ -324,7 +325,7 @@ class CRFEntityRecognizer(TrainablePipe):
 
     def _gold_tags(self, example: Example, position: int) -> Ints1d:
         """Gold tag id per predicted token; -1 where the annotation is missing."""
-        index = {tag: i for i, tag in enumerate(self.tags)}
+        index = tag_index(self.labels, self.cfg["scheme"])
         gold = numpy.full((len(example.predicted),), UNKNOWN_TAG, dtype="int32")
         for i, tag in enumerate(example.get_aligned_ner()):
             if tag in (None, "", "-"):
