@@ -118,11 +118,11 @@ dropout = 0.1
 """,
     "idcnn": """
 [components.crf_ner.model.encoder]
-@architectures = "spacy-bilstm-crf.IDCNNEncoder.v1"
-width = 96
+@architectures = "spacy-bilstm-crf.IDCNNEncoder.v2"
+width = 64
 kernel_size = 3
-dilations = [1, 1, 2]
-iterations = 3
+dilations = [1, 2]
+iterations = 2
 dropout = 0.1
 """,
     "none": """

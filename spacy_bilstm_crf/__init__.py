@@ -5,7 +5,7 @@ Importing the package registers the ``crf_ner`` factory and the
 points, so user code needs no import.
 """
 
-from .layers import BiLSTMEncoder, IDCNNEncoder, NoEncoder
+from .layers import BiLSTMEncoder, IDCNNEncoder, NoEncoder, ResidualIDCNNEncoder
 from .models import build_crf_tagger
 from .pipeline import CRFEntityRecognizer, make_crf_ner
 
@@ -16,6 +16,7 @@ __all__ = [
     "CRFEntityRecognizer",
     "IDCNNEncoder",
     "NoEncoder",
+    "ResidualIDCNNEncoder",
     "__version__",
     "build_crf_tagger",
     "make_crf_ner",

@@ -27,7 +27,8 @@ TOK2VEC = {
 }
 ENCODERS = {
     "bilstm": {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 32, "dropout": 0.0},
-    "idcnn": {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1", "width": 64, "iterations": 2, "dropout": 0.0},
+    "idcnn": {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2", "width": 64, "iterations": 2, "dropout": 0.0},
+    "idcnn_v1": {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1", "width": 64, "iterations": 2, "dropout": 0.0},
     "none": {"@architectures": "spacy-bilstm-crf.NoEncoder.v1"},
 }
 

@@ -13,7 +13,8 @@ from spacy_bilstm_crf.models.crf_tagger import get_crf
 
 ENCODERS = {
     "bilstm": ({"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 8, "depth": 2}, 16),
-    "idcnn": ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1", "width": 12, "iterations": 2}, 12),
+    "idcnn": ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2", "width": 12, "iterations": 2}, 12),
+    "idcnn_v1": ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1", "width": 12, "iterations": 2}, 12),
     "none": ({"@architectures": "spacy-bilstm-crf.NoEncoder.v1"}, 10),
 }
 
@@ -85,6 +86,8 @@ def test_encoder_wrong_width_gives_clear_error():
     [
         ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1", "kernel_size": 4}, "odd"),
         ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1", "dilations": []}, "dilations"),
+        ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2", "iterations": 0}, "iterations"),
+        ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2", "width": 0}, "width"),
         ({"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "dropout": 1.5}, "dropout"),
         ({"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 0}, "hidden_width"),
     ],
@@ -152,3 +155,56 @@ def test_tagger_architecture(name):
     copy.from_bytes(tagger.to_bytes())
     assert copy.to_bytes() == tagger.to_bytes()
     numpy.testing.assert_allclose(copy.predict(docs)[0], tagger.predict(docs)[0])
+
+
+def _reference_idcnn(module, row, residual: bool):
+    """The IDCNN on one unpadded row (1, T, nI), convolution by convolution."""
+    import torch
+
+    hidden = module.input_conv(row.transpose(1, 2))
+    if not residual:
+        hidden = torch.relu(hidden)
+    for _ in range(module.iterations):
+        for conv in module.block:
+            update = torch.relu(conv(hidden))
+            hidden = hidden + update if residual else update
+    return hidden.transpose(1, 2)[0]
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_idcnn_module_matches_a_row_by_row_reference(residual):
+    import torch
+
+    from spacy_bilstm_crf.modules.idcnn import IDCNN
+
+    torch.manual_seed(0)
+    module = IDCNN(6, 5, 3, [1, 2], 2, dropout=0.0, residual=residual).eval()
+    lengths = [7, 3, 1]
+    rows = [torch.randn(1, n, 6) for n in lengths]
+    padded = torch.zeros(3, 7, 6)
+    for i, row in enumerate(rows):
+        padded[i, : lengths[i]] = row[0]
+    with torch.no_grad():
+        outputs = module(padded, torch.tensor(lengths))
+        for i, row in enumerate(rows):
+            torch.testing.assert_close(outputs[i, : lengths[i]], _reference_idcnn(module, row, residual))
+            assert not outputs[i, lengths[i] :].any()
+
+
+def test_residual_idcnn_has_an_identity_path_from_the_projection():
+    """With every dilated convolution switched off (ReLU of a negative bias),
+    the output is the linear input projection itself, negative values kept."""
+    import torch
+
+    from spacy_bilstm_crf.modules.idcnn import IDCNN
+
+    torch.manual_seed(0)
+    module = IDCNN(6, 5, 3, [1, 2], 2, dropout=0.0, residual=True).eval()
+    with torch.no_grad():
+        for conv in module.block:
+            conv.weight.zero_()
+            conv.bias.fill_(-1.0)
+        inputs = torch.randn(1, 4, 6)
+        projection = module.input_conv(inputs.transpose(1, 2)).transpose(1, 2)
+        torch.testing.assert_close(module(inputs, torch.tensor([4])), projection)
+    assert (projection < 0).any()

@@ -15,6 +15,7 @@ REGISTERED = {
         "spacy-bilstm-crf.CRFTagger.v1",
         "spacy-bilstm-crf.BiLSTMEncoder.v1",
         "spacy-bilstm-crf.IDCNNEncoder.v1",
+        "spacy-bilstm-crf.IDCNNEncoder.v2",
         "spacy-bilstm-crf.NoEncoder.v1",
     },
 }

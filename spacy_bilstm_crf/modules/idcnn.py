@@ -13,6 +13,14 @@ class IDCNN(nn.Module):
     convolutions (one per entry of ``dilations``) is applied ``iterations``
     times with the same weights. Each convolution is "same"-padded and its
     output zeroed past each row's length, so padding never leaks into a row.
+
+    ``residual=False`` is the original stack: every convolution, the input one
+    included, is followed by a ReLU and replaces the hidden state. With
+    ``residual=True`` the input convolution is a linear projection and each
+    dilated convolution adds ``relu(conv(hidden))`` to the hidden state, so
+    the tok2vec's features reach the output along an identity path; on a
+    fine-tuned transformer this trains as fast as a BiLSTM head, where the
+    plain stack lags far behind at the same budget (see docs/benchmarks.md).
     """
 
     def __init__(
@@ -23,6 +31,7 @@ class IDCNN(nn.Module):
         dilations: Sequence[int],
         iterations: int,
         dropout: float,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
@@ -37,17 +46,41 @@ class IDCNN(nn.Module):
             nn.Conv1d(width, width, kernel_size, dilation=d, padding=d * half) for d in dilations
         )
         self.iterations = iterations
+        self.residual = residual
+        # Zeros between packed rows: as wide as the furthest reach of a kernel.
+        self.gap = max(dilations) * half
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
         """inputs: (B, T, input_width); lengths: (B,) int64.
-        Returns (B, T, width), zero past each row's length."""
-        positions = torch.arange(inputs.shape[1], device=inputs.device)
-        mask = (positions.unsqueeze(0) < lengths.to(inputs.device).unsqueeze(1)).unsqueeze(1)  # (B, 1, T)
-        mask = mask.to(inputs.dtype)
-        hidden = torch.relu(self.input_conv(inputs.transpose(1, 2) * mask)) * mask  # (B, width, T)
+        Returns (B, T, width), zero past each row's length.
+
+        The rows are laid end to end in one sequence, ``gap`` zeros apart, and
+        convolved at once: no work is spent on padding, and since every
+        convolution's output is zeroed in the gaps and no kernel reaches
+        further than ``gap``, each row's output equals the row convolved alone.
+        """
+        batch_size, max_length, _ = inputs.shape
+        lengths = lengths.to(inputs.device)
+        positions = torch.arange(max_length, device=inputs.device)
+        valid = positions.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+        spans = lengths + self.gap  # (B,)
+        starts = torch.cumsum(spans, 0) - spans  # (B,) offset of each row in the packed sequence
+        packed_index = (starts.unsqueeze(1) + positions.unsqueeze(0))[valid]  # (N,)
+        packed_length = int(spans.sum()) - self.gap if batch_size else 0
+        packed = inputs.new_zeros(max(packed_length, 0), inputs.shape[2])  # (L, input_width)
+        packed[packed_index] = inputs[valid]
+        mask = inputs.new_zeros(packed.shape[0])
+        mask[packed_index] = 1.0
+        mask = mask.view(1, 1, -1)  # (1, 1, L)
+        hidden = self.input_conv(packed.t().unsqueeze(0)) * mask  # (1, width, L)
+        if not self.residual:
+            hidden = torch.relu(hidden)
         for _ in range(self.iterations):
             for conv in self.block:
-                hidden = torch.relu(conv(hidden)) * mask
+                update = torch.relu(conv(hidden)) * mask  # (1, width, L)
+                hidden = hidden + update if self.residual else update
             hidden = self.dropout(hidden)
-        return hidden.transpose(1, 2)  # (B, T, width)
+        outputs = inputs.new_zeros(batch_size, max_length, hidden.shape[1])  # (B, T, width)
+        outputs[valid] = hidden[0].t()[packed_index]
+        return outputs
