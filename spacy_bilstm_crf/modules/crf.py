@@ -76,11 +76,15 @@ class ConditionalRandomField(nn.Module):
         if emissions.shape[1] == 0:
             return emissions.new_zeros(emissions.shape[0])
         transitions, start, end = self._scores()
-        alpha = start + emissions[:, 0]  # (B, K)
-        for t in range(1, emissions.shape[1]):
+        # One unbind, not T slices: the backward of each slice ``emissions[:, t]``
+        # would allocate a (B, T, K) gradient, making the backward pass O(T^2).
+        steps = emissions.unbind(1)  # T x (B, K)
+        step_masks = mask.unsqueeze(2).unbind(1)  # T x (B, 1)
+        alpha = start + steps[0]  # (B, K)
+        for emitted, step_mask in zip(steps[1:], step_masks[1:]):
             # (B, K, 1) + (K, K) + (B, 1, K) -> (B, K, K), sum out the previous tag.
-            step = alpha.unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1)
-            alpha = torch.where(mask[:, t].unsqueeze(1), torch.logsumexp(step, dim=1), alpha)
+            step = alpha.unsqueeze(2) + transitions + emitted.unsqueeze(1)
+            alpha = torch.where(step_mask, torch.logsumexp(step, dim=1), alpha)
         log_z = torch.logsumexp(alpha + end, dim=1)  # (B,)
         return torch.where(mask[:, 0], log_z, torch.zeros_like(log_z))
 
@@ -116,13 +120,14 @@ class ConditionalRandomField(nn.Module):
         if length == 0:
             return emissions.new_zeros((batch_size, 0), dtype=torch.long), emissions.new_zeros(batch_size)
         identity = torch.arange(num_tags, device=emissions.device).expand(batch_size, num_tags)
-        score = start + emissions[:, 0]  # (B, K)
+        steps = emissions.unbind(1)  # T x (B, K)
+        step_masks = mask.unsqueeze(2).unbind(1)  # T x (B, 1)
+        score = start + steps[0]  # (B, K)
         backpointers = []
-        for t in range(1, length):
+        for emitted, step_mask in zip(steps[1:], step_masks[1:]):
             # (B, K, 1) + (K, K) -> (B, K, K); best previous tag for each tag.
             best_prev_score, best_prev = (score.unsqueeze(2) + transitions).max(dim=1)
-            step_mask = mask[:, t].unsqueeze(1)  # (B, 1)
-            score = torch.where(step_mask, best_prev_score + emissions[:, t], score)
+            score = torch.where(step_mask, best_prev_score + emitted, score)
             backpointers.append(torch.where(step_mask, best_prev, identity))
         score = score + end
         best_scores, last_tag = score.max(dim=1)  # (B,), (B,)
