@@ -1,7 +1,7 @@
 """Run every benchmark of issue 4 and write one results JSON.
 
-    python bench/run.py                 # the full run (~45-50 min on 2 CPU cores)
-    python bench/run.py --quick         # smoke run: tiny data, tiny random BERT, ~2.5 minutes
+    python bench/run.py                 # the full run (~40 min on 2 quiet CPU cores)
+    python bench/run.py --quick         # smoke run: tiny data, tiny random BERT, ~1.5 minutes
     python bench/run.py --quick --out DIR
 
 Each system trains in its own process and is measured in another, one at a
