@@ -67,8 +67,8 @@ class IDCNN(nn.Module):
         spans = lengths + self.gap  # (B,)
         starts = torch.cumsum(spans, 0) - spans  # (B,) offset of each row in the packed sequence
         packed_index = (starts.unsqueeze(1) + positions.unsqueeze(0))[valid]  # (N,)
-        packed_length = int(spans.sum()) - self.gap if batch_size else 0
-        packed = inputs.new_zeros(max(packed_length, 0), inputs.shape[2])  # (L, input_width)
+        packed_length = int(lengths.sum()) + self.gap * max(batch_size - 1, 0)  # no gap after the last row
+        packed = inputs.new_zeros(packed_length, inputs.shape[2])  # (L, input_width)
         packed[packed_index] = inputs[valid]
         mask = inputs.new_zeros(packed.shape[0])
         mask[packed_index] = 1.0
