@@ -15,6 +15,16 @@ from torch import Tensor, nn
 FORBIDDEN = -1.0e4
 
 
+class NonFiniteScoresError(ValueError):
+    """Emission scores hold NaN or infinite values."""
+
+
+def _check_finite(emissions: Tensor) -> None:
+    if not bool(torch.isfinite(emissions).all()):
+        rows = (~torch.isfinite(emissions)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise NonFiniteScoresError(f"CRF emission scores hold NaN or infinite values (batch rows {rows}).")
+
+
 class ConditionalRandomField(nn.Module):
     """Linear-chain CRF with learned transition, start and end scores.
 
@@ -54,7 +64,7 @@ class ConditionalRandomField(nn.Module):
         self.allowed_start.copy_(start.to(torch.bool))
         self.allowed_end.copy_(end.to(torch.bool))
 
-    def forward(self, emissions: Tensor, mask: Tensor, tags: Tensor) -> Tensor:
+    def forward(self, emissions: Tensor, mask: Tensor, tags: Tensor, allowed: Optional[Tensor] = None) -> Tensor:
         """Negative log-likelihood of ``tags`` per sequence.
 
         emissions: (B, T, K) scores. mask: (B, T) bool, True on real tokens;
@@ -63,6 +73,9 @@ class ConditionalRandomField(nn.Module):
         the likelihood is that of the set of sequences consistent with the
         known tags. Returns (B,) float32; 0 for empty sequences.
         """
+        _check_finite(emissions)
+        if allowed is not None:
+            emissions = self._allow(emissions, allowed)
         log_z = self.log_partition(emissions, mask)
         if bool(((tags >= 0) | ~mask).all()):
             gold = self.path_score(emissions, mask, tags)
@@ -105,15 +118,20 @@ class ConditionalRandomField(nn.Module):
         return torch.where(mask[:, 0], score, torch.zeros_like(score))
 
     @torch.no_grad()
-    def decode(self, emissions: Tensor, mask: Tensor, tags: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def decode(
+        self, emissions: Tensor, mask: Tensor, tags: Optional[Tensor] = None, allowed: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
         """Viterbi decoding: the best allowed tag sequence per row.
 
         ``tags`` (B, T), optional, fixes the tag of tokens where it is >= 0.
         Returns ``(best_tags, best_scores)`` of shapes (B, T) and (B,);
         positions past the end of a row repeat its last tag.
         """
+        _check_finite(emissions)
         if tags is not None:
             emissions = self._restrict(emissions, tags)
+        if allowed is not None:
+            emissions = self._allow(emissions, allowed)
         emissions = emissions.float()
         transitions, start, end = self._scores()
         batch_size, length, num_tags = emissions.shape
@@ -145,6 +163,9 @@ class ConditionalRandomField(nn.Module):
             torch.where(self.allowed_start, self.start_transitions.float(), forbidden),
             torch.where(self.allowed_end, self.end_transitions.float(), forbidden),
         )
+
+    def _allow(self, emissions: Tensor, allowed: Tensor) -> Tensor:
+        return torch.where(allowed, emissions.float(), torch.full_like(emissions, FORBIDDEN, dtype=torch.float32))
 
     def _restrict(self, emissions: Tensor, tags: Tensor) -> Tensor:
         """Forbid every tag but the given one where ``tags >= 0``."""
