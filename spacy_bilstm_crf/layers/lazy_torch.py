@@ -14,12 +14,15 @@ Everything a lazy layer keeps in ``attrs`` is a module-level function or a
 import os
 from typing import Any, Callable, Dict, List, Optional, cast
 
+import srsly
 import torch
 from thinc.api import Model, PyTorchWrapper_v2
 from thinc.shims import PyTorchShim
 from torch import nn
 
 LAZY_FLAG = "spacy_bilstm_crf_lazy_torch"
+# Attrs that do not shape a lazy layer's weights, left out of its description.
+UNSHAPING_ATTRS = (LAZY_FLAG, "tags", "scheme", "dropout")
 ModuleFactory = Callable[[Model], nn.Module]
 InferDims = Callable[[Model, Any, Any], None]
 
@@ -123,3 +126,28 @@ def build_lazy_layers(model: Model, dims: List[Dict[str, int]]) -> None:
         for dim, value in node_dims.items():
             node.set_dim(dim, value, force=True)
         node.initialize()
+
+
+def describe_lazy_layers(model: Model) -> List[str]:
+    """Each lazy layer of ``model`` in walk order, as its name and the
+    settings that shape its weights: ``bilstm_encoder(hidden_width=128, depth=1)``."""
+    return [_describe(node.name, node.attrs) for node in model.walk() if is_lazy_layer(node)]
+
+
+def describe_saved_lazy_layers(data: bytes) -> List[str]:
+    """Like :func:`describe_lazy_layers`, for the model saved as ``data`` by
+    ``Model.to_bytes``; raises if ``data`` cannot be decoded."""
+    msg = srsly.msgpack_loads(data)
+    described = []
+    for node, saved_attrs in zip(msg["nodes"], msg["attrs"]):
+        attrs = {name: srsly.msgpack_loads(value) for name, value in saved_attrs.items()}
+        if attrs.get(LAZY_FLAG):
+            described.append(_describe(node["name"], attrs))
+    return described
+
+
+def _describe(name: str, attrs: Dict[str, Any]) -> str:
+    settings = [
+        f"{key}={value!r}" for key, value in attrs.items() if key not in UNSHAPING_ATTRS and not callable(value)
+    ]
+    return f"{name}({', '.join(settings)})" if settings else name

@@ -18,7 +18,12 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d, Ints1d
 
 from ..layers.crf import NonFiniteScoresError, crf_decode, set_tag_scheme
-from ..layers.lazy_torch import build_lazy_layers, lazy_layer_dims
+from ..layers.lazy_torch import (
+    build_lazy_layers,
+    describe_lazy_layers,
+    describe_saved_lazy_layers,
+    lazy_layer_dims,
+)
 from ..models.crf_tagger import get_crf
 from ..optim import finish_update_scaled
 from ..tag_scheme import (
@@ -317,6 +322,8 @@ class CRFEntityRecognizer(TrainablePipe):
         loss, d_scores = self._crf_loss(scores, teacher_tags, allowed)
         backprop_scores(d_scores)
         if sgd not in (None, False):
+            if not isinstance(sgd, Optimizer):  # Language.rehearse's collector, see _GradientCollector
+                sgd = cast(Optimizer, _GradientCollector(sgd))
             self.finish_update(cast(Optimizer, sgd))
         losses[self.name] += loss
         return losses
@@ -406,7 +413,7 @@ class CRFEntityRecognizer(TrainablePipe):
         deserializers = {
             "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
             "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
-            "model": lambda b: self._load_model(b, "the model bytes"),
+            "model": lambda b: self._load_model(b, "the model bytes", "the cfg bytes"),
         }
         util.from_bytes(bytes_data, deserializers, exclude)
         return self
@@ -417,7 +424,7 @@ class CRFEntityRecognizer(TrainablePipe):
         deserializers: Dict[str, Callable[[Path], Any]] = {
             "cfg": self._load_cfg,
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
-            "model": lambda p: self._load_model(self._read(Path(p)), str(p)),
+            "model": lambda p: self._load_model(self._read(Path(p)), str(p), str(path / "cfg")),
         }
         util.from_disk(path, deserializers, exclude)
         return self
@@ -428,32 +435,65 @@ class CRFEntityRecognizer(TrainablePipe):
         return path.read_bytes()
 
     def _load_cfg(self, path: Path) -> None:
+        data = self._read(Path(path))
         try:
-            cfg = srsly.json_loads(self._read(Path(path)))
+            cfg = srsly.json_loads(data)
         except ValueError as exc:
             raise ValueError(f"Cannot load component {self.name!r}: {path} is not valid JSON ({exc}).") from None
         self.cfg.update(cfg)
 
-    def _load_model(self, data: bytes, source: str) -> None:
+    def _load_model(self, data: bytes, source: str, cfg_source: str) -> None:
         """Build the torch layers from the saved sizes (cfg is read first),
         then load the weights; a damaged or mismatched file gets an error that
         names the component and the file."""
         where = f"component {self.name!r} from {source}"
+        built = describe_lazy_layers(self.model)  # before loading renames and overwrites
         try:
             build_lazy_layers(self.model, self.cfg["torch_layer_dims"])
             self.model.from_bytes(data)
         except AttributeError:
             raise ValueError(Errors.E149) from None
         except Exception as exc:  # msgpack, Thinc and torch raise many kinds here
-            raise ValueError(
-                f"Cannot load {where}: the file is damaged or was saved with a different config "
-                f"(model architecture, encoder or labels). {type(exc).__name__}: {exc}"
-            ) from None
+            raise ValueError(f"Cannot load {where}: {_load_failure(data, built, exc)}") from None
         if self.is_initialized:
             crf = get_crf(self.model)
             if crf.get_dim("nO") != len(self.tags):
                 raise ValueError(
-                    f"Cannot load {where}: its cfg names {len(self.labels)} labels "
+                    f"Cannot load {where}: {cfg_source} names {len(self.labels)} labels "
                     f"({len(self.tags)} {self.scheme} tags) but the saved CRF has {crf.get_dim('nO')} tags."
                 )
             set_tag_scheme(crf, self.tags, self.scheme)
+
+
+class _GradientCollector:
+    """Adapts the function that ``Language.rehearse`` passes as ``sgd``: it
+    collects each (weights, gradient) and applies the optimizer to them once
+    every component has run. It gets a copy of each gradient, as torch layers
+    zero theirs as soon as they hand them over, and the layer's own gradient is
+    spent as an optimizer spends it. It takes no learning-rate scale, so
+    ``head_lr_scale`` does not apply in ``nlp.rehearse``."""
+
+    def __init__(self, collect: Callable) -> None:
+        self.collect = collect
+
+    def __call__(self, key: Tuple[int, str], weights: Any, gradient: Any, *, lr_scale: float = 1.0) -> Tuple[Any, Any]:
+        collected = gradient.copy()
+        gradient *= 0
+        return self.collect(key, weights, collected)
+
+
+def _load_failure(data: bytes, built: List[str], exc: Exception) -> str:
+    """Why saved model bytes could not be loaded into a model whose torch layers are ``built``."""
+    try:
+        saved = describe_saved_lazy_layers(data)
+    except Exception:
+        return f"the file is damaged (truncated or overwritten): it cannot be decoded ({type(exc).__name__}: {exc})."
+    if saved != built:
+        return (
+            f"it was saved with the torch layers [{', '.join(saved)}] but the config builds "
+            f"[{', '.join(built)}]. Load it with the config it was saved with."
+        )
+    return (
+        "the file is damaged or was saved with a different config (model architecture, encoder or labels). "
+        f"{type(exc).__name__}: {exc}"
+    )
