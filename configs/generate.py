@@ -170,7 +170,8 @@ def _sections(config: Config) -> List[str]:
     for name in sorted(config, key=lambda key: (SECTION_ORDER + (key,)).index(key)):
         if name == "components":
             blocks.append("[components]")
-            blocks.extend(Config({name: {key: value}}).to_str().split("\n", 2)[2] for key, value in config[name].items())
+            for key, value in config[name].items():
+                blocks.append(Config({name: {key: value}}).to_str().split("\n", 2)[2])  # without "[components]"
         else:
             blocks.append(Config({name: config[name]}).to_str())
     return blocks
