@@ -63,9 +63,10 @@ def _read_splits(
         folder = scratch
         notes["max_lines"] = limits.max_lines
     if name == "conll2003":
-        train = read_column_file(folder / "train.txt").sentences
-        dev = read_column_file(folder / "dev.txt").sentences
-        test = read_column_file(folder / "test.txt").sentences
+        # IOB2 with a few hundred IOB1 leftovers: read leniently (an opening I-X is B-X), repairs counted.
+        corpora = {split: read_column_file(folder / f"{split}.txt", lenient=True) for split in ("train", "dev", "test")}
+        notes["repairs"] = {split: corpus.repair_counts() for split, corpus in corpora.items()}
+        train, dev, test = (corpora[split].sentences for split in ("train", "dev", "test"))
         notes["dev_source"] = "dev.txt"
     elif name == "msra":
         train_corpus = read_column_file(folder / "train.txt", lenient=True)

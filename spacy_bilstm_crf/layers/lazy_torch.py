@@ -11,6 +11,7 @@ Everything a lazy layer keeps in ``attrs`` is a module-level function or a
 ``n_process`` under the spawn start method, ``copy.deepcopy``).
 """
 
+import multiprocessing
 import os
 from typing import Any, Callable, Dict, List, Optional, cast
 
@@ -40,6 +41,20 @@ def _one_thread_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
     os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+_worker_threads_set_in: Optional[int] = None  # the pid of a child process already set up
+
+
+def one_thread_in_workers() -> None:
+    """In a multiprocessing child (a worker of ``nlp.pipe(n_process=N)``, also
+    under the spawn start method), run torch on one thread, once per process,
+    so that N workers use about N cores. A later ``torch.set_num_threads`` in
+    the worker wins."""
+    global _worker_threads_set_in
+    pid = os.getpid()
+    if _worker_threads_set_in != pid and multiprocessing.parent_process() is not None:
+        torch.set_num_threads(1)
+    _worker_threads_set_in = pid
 
 
 def lazy_torch_layer(
