@@ -262,7 +262,8 @@ def test_partial_gold_gives_finite_loss_and_gradients(pipelines, key, batch):
     losses: Dict[str, float] = {}
     nlp.update(exs, sgd=False, losses=losses)  # no optimizer: the shared pipeline keeps its weights
     grads = gradients(nlp)
-    assert numpy.isfinite(losses["crf_ner"]) and losses["crf_ner"] > -1e-3
+    # finite, and far below the cost of a gold path that the decoding rules would forbid (1e4 or infinite)
+    assert -1e-3 < losses["crf_ner"] < 1e3
     assert grads and all(numpy.isfinite(grad).all() for grad in grads)
     # A known tag leaves a choice (and so a gradient) except on whitespace, which is always O.
     if any(tag != "-" and not word.isspace() for words, tags in batch for word, tag in zip(words, tags)):
