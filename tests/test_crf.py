@@ -615,6 +615,11 @@ def test_padding_does_not_change_results():
     best_alone, _ = crf.decode(emissions[1:, :2], mask[1:, :2])
     assert best[1, :2].tolist() == best_alone[0].tolist()
     assert (best[1, 2:] == best[1, 1]).all()  # padding repeats the last tag
+    # Tags on padding are ignored, whatever they hold (-100 is a common "ignore" id).
+    ignored = gold.clone()
+    ignored[1, 2:] = -100
+    assert torch.allclose(crf(emissions, mask, ignored), batched)
+    assert torch.equal(crf.decode(emissions, mask, ignored)[0], crf.decode(emissions, mask, gold)[0])
     # Non-finite padding is still an error; anything finite there is ignored.
     emissions[1, 3] = 1.0e30
     assert torch.allclose(crf.marginals(emissions, mask)[1, :2], crf.marginals(emissions[1:, :2], mask[1:, :2])[0])

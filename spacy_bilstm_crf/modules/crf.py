@@ -1,9 +1,17 @@
 """A linear-chain conditional random field in PyTorch, with hard constraints.
 
-Batched over padded sequences: the only Python loop is over time steps.
-Scores are computed in float32 (float64 if the emissions or the parameters
-are float64) whatever the dtype of the emissions, so the module is safe
-under float16/bfloat16 autocast; results are on the emissions' device.
+Batched over padded sequences: the only Python loop is over time steps, and
+everything is linear in their number. Scores are taken in float32 (float64
+if the emissions or the parameters are float64) whatever the dtype of the
+emissions, the forward-backward recursions run in float64 (float32 on MPS)
+and matrix products are kept out of autocast, so the module is safe under
+float16/bfloat16 autocast; results are float32 (or float64) on the
+emissions' device.
+
+Public API: ``forward`` (NLL, with a hand-written backward), ``log_partition``,
+``path_score``, ``decode`` (Viterbi), ``kbest`` (exact k-best Viterbi),
+``forward_backward``, ``marginals`` and ``span_log_probs`` (entity
+confidence); ``fixed_tags_mask`` turns fixed tag ids into an ``allowed`` mask.
 
 The lattice of a row is the set of tag sequences that every constraint
 allows: the tag scheme's transitions (``set_constraints``) and, optionally,
@@ -178,7 +186,7 @@ class ConditionalRandomField(nn.Module):
         positions past the end of a row repeat its last tag, empty rows get
         tag 0 and score 0.
         """
-        em, transitions, start, end, mask = self._lattice(emissions, mask, self._with_fixed(allowed, tags))
+        em, transitions, start, end, mask = self._lattice(emissions, mask, self._with_fixed(allowed, tags, mask))
         batch_size, length, num_tags = em.shape
         if batch_size == 0 or length == 0:
             return torch.zeros((batch_size, length), dtype=torch.long, device=em.device), em.new_zeros(batch_size)
@@ -410,13 +418,13 @@ class ConditionalRandomField(nn.Module):
         bad = mask & ((tags < -1) | (tags >= self.num_tags))
         if bool(bad.any()):
             raise ValueError(f"Tag ids must be -1 (unknown) or in [0, {self.num_tags}): row(s) {_rows(bad.any(1))}.")
-        return tags
+        return torch.where(mask, tags, -1)  # padding may hold anything
 
-    def _with_fixed(self, allowed: Optional[Tensor], tags: Optional[Tensor]) -> Optional[Tensor]:
-        """``allowed`` further restricted to the tags fixed by ``tags`` (>= 0)."""
+    def _with_fixed(self, allowed: Optional[Tensor], tags: Optional[Tensor], mask: Tensor) -> Optional[Tensor]:
+        """``allowed`` further restricted to the tags fixed by ``tags`` (>= 0) on real tokens."""
         if tags is None:
             return allowed
-        fixed = fixed_tags_mask(tags, self.num_tags)
+        fixed = fixed_tags_mask(self._check_tags(tags, mask.to(device=tags.device, dtype=torch.bool)), self.num_tags)
         return fixed if allowed is None else fixed.to(allowed.device) & allowed.bool()
 
 
