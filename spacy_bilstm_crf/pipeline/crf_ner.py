@@ -17,7 +17,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d, Ints1d
 
-from ..layers.crf import NonFiniteScoresError, crf_decode, set_tag_scheme
+from ..layers.crf import NonFiniteScoresError, NoValidPathError, crf_decode, set_tag_scheme
 from ..layers.lazy_torch import build_lazy_layers, lazy_layer_dims
 from ..models.crf_tagger import get_crf
 from ..optim import finish_update_scaled
@@ -279,6 +279,11 @@ class CRFEntityRecognizer(TrainablePipe):
             nll, backprop = get_crf(self.model).begin_update((scores, gold, allowed))
         except NonFiniteScoresError as exc:
             raise ValueError(f"{Errors.E910.format(name=self.name)} {exc}") from None
+        except NoValidPathError as exc:
+            raise ValueError(
+                f"Component {self.name!r}: the gold tags of a training doc form no well-formed "
+                f"{self.scheme} sequence ({exc})."
+            ) from None
         loss = float(nll.sum(keepdims=False))
         if not numpy.isfinite(loss):
             raise ValueError(Errors.E910.format(name=self.name))
@@ -331,8 +336,10 @@ class CRFEntityRecognizer(TrainablePipe):
         self, docs: Sequence[Doc], *, presets: bool, gold: Optional[Sequence[Ints1d]] = None
     ) -> Optional[List[numpy.ndarray]]:
         """Per doc a (T, K) bool mask of the tags each token may take, or None
-        for the whole batch when no doc restricts any token. With ``gold``,
-        a known gold tag is always allowed (the rules yield to the annotation)."""
+        for the whole batch when no doc restricts any token. With ``gold``, the
+        rules hold only where the gold tag is known and agrees with them: a
+        known gold tag is always allowed, and a token without gold annotation
+        may take any tag (so a gold entity around it stays possible)."""
         masks = [self._doc_allowed_tags(doc, presets) for doc in docs]
         if all(mask is None for mask in masks):
             return None
@@ -343,7 +350,8 @@ class CRFEntityRecognizer(TrainablePipe):
                 mask = numpy.ones((len(doc), n_tags), dtype=bool)
             if gold is not None:
                 ids = numpy.asarray(gold[i])
-                known = numpy.nonzero(ids >= 0)[0]
+                known = ids >= 0
+                mask[~known] = True
                 mask[known, ids[known]] = True
             out.append(mask)
         return out
