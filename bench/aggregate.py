@@ -42,13 +42,17 @@ def grid_summary(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def _main_cells(cells: Sequence[Cell], grid: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, List[Cell]]]:
-    """Main cells per corpus and system, at the grid's choice where there is one."""
+def _main_cells(
+    cells: Sequence[Cell], grid: Dict[str, Dict[str, Any]], ignored: List[str]
+) -> Dict[str, Dict[str, List[Cell]]]:
+    """Main cells per corpus and system, at the grid's choice where there is
+    one; the ids of main cells at another scale go to ``ignored``."""
     out: Dict[str, Dict[str, List[Cell]]] = {}
     for cell in _by(cells, MAIN):
         chosen = grid.get(cell["corpus"], {}).get(cell["system"], {}).get("chosen")
         if chosen is not None and setting_scale(cell["setting"]) != chosen:
-            continue  # a main cell at a scale the grid did not choose (an older grid)
+            ignored.append(cell["cell_id"])
+            continue
         out.setdefault(cell["corpus"], {}).setdefault(cell["system"], []).append(cell)
     return out
 
@@ -209,13 +213,16 @@ def budgets(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
             values = entry.setdefault(f"{stage}_{key}", [])
             if value not in values:
                 values.append(value)
+        clips = entry.setdefault("grad_clip", [])
+        if cell["config"]["grad_clip"] not in clips:
+            clips.append(cell["config"]["grad_clip"])
         splits = cell["data"]["splits"]
         entry["epoch_words"] = splits["train"]["words"]
         entry["dev_sentences"] = splits["dev"]["sentences"]
         entry["test_sentences"] = splits["test"]["sentences"]
     for entry in out.values():
         for key in list(entry):
-            if key.endswith(("_warmup", "_total_steps")):
+            if key.endswith(("_warmup", "_total_steps", "grad_clip")):
                 entry[key] = sorted(entry[key])
     return out
 
@@ -247,7 +254,8 @@ def aggregate(cells: Sequence[Cell]) -> Dict[str, Any]:
     from .targets import check_targets
 
     grid = grid_summary(cells)
-    main = _main_cells(cells, grid)
+    ignored: List[str] = []
+    main = _main_cells(cells, grid, ignored)
     thresholds: Dict[str, float] = {}
     systems: Dict[str, Dict[str, Any]] = {}
     for corpus in sorted(main):
@@ -261,7 +269,7 @@ def aggregate(cells: Sequence[Cell]) -> Dict[str, Any]:
         systems[corpus] = {name: system_summary(corpus, name, main[corpus][name], threshold) for name in order}
     speed = speed_summary(cells)
     result: Dict[str, Any] = {
-        "provenance": provenance(cells),
+        "provenance": {**provenance(cells), "ignored_main_cells": ignored},
         "grid": grid,
         "budgets": budgets(cells),
         "systems": systems,

@@ -81,7 +81,7 @@ def comparison_line(entry: Dict[str, Any]) -> str:
 
 
 def answers(agg: Agg) -> List[str]:
-    lines = ["Which is more accurate? (test F1, mean over seeds; paired bootstrap over test sentences)", ""]
+    accuracy = []
     for corpus in agg["systems"]:
         for a, b in (
             ("bilstm_crf", "idcnn_crf"),
@@ -91,19 +91,27 @@ def answers(agg: Agg) -> List[str]:
         ):
             entry = _comparison(agg, corpus, a, b)
             if entry:
-                lines.append(f"- {CORPUS_NAMES.get(corpus, corpus)}: {comparison_line(entry)}.")
-    lines += ["", "Which trains faster? (BiLSTM-CRF against IDCNN-CRF)", ""]
-    for corpus, systems in agg["systems"].items():
-        lines.append(f"- {CORPUS_NAMES.get(corpus, corpus)}: {trains_faster(agg, corpus, systems)}")
-    lines += ["", "Which runs faster? (inference, CPU)", ""]
+                accuracy.append(f"- {CORPUS_NAMES.get(corpus, corpus)}: {comparison_line(entry)}.")
+    training = [
+        f"- {CORPUS_NAMES.get(corpus, corpus)}: {trains_faster(agg, corpus, systems)}"
+        for corpus, systems in agg["systems"].items()
+    ]
+    inference = []
     for corpus, entry in sorted(agg["speed"].get("cpu", {}).items()):
         pair = entry["idcnn_over_bilstm"].get("infer")
         if pair and pair.get("median") is not None:
-            lines.append(
+            inference.append(
                 f"- {CORPUS_NAMES.get(corpus, corpus)}: IDCNN-CRF over BiLSTM-CRF inference {UNITS[corpus]}/s, "
                 f"per interleaved round: {rounds_text(pair)} (median [min, max] of {pair['n']} rounds)."
             )
-    return lines
+    lines: List[str] = []
+    for question, answered in (
+        ("Which is more accurate? (test F1, mean over seeds; paired bootstrap over test sentences)", accuracy),
+        ("Which trains faster? (BiLSTM-CRF against IDCNN-CRF)", training),
+        ("Which runs faster? (inference, CPU)", inference),
+    ):
+        lines += [question, "", *(answered or ["- Not measured yet."]), ""]
+    return lines[:-1]
 
 
 def trains_faster(agg: Agg, corpus: str, systems: Dict[str, Any]) -> str:
@@ -363,6 +371,7 @@ def micro_section(agg: Agg) -> str:
 
 
 def setup_section(agg: Agg) -> str:
+    clips = " / ".join(sorted({f"{c:g}" for b in agg["budgets"].values() for c in b.get("grad_clip", [])})) or "–"
     lines = []
     for corpus, b in agg["budgets"].items():
         unit = UNITS.get(corpus, "words")
@@ -385,7 +394,7 @@ def setup_section(agg: Agg) -> str:
         f"- Warm-up: the configs' warm-up steps, at most {MAX_WARMUP_SHARE:.0%} of the steps of the minimum budget, "
         "the same for every system; the configs' schedule ends at the budget's cap. BERT-softmax follows the same "
         "rates step for step.",
-        f"- Gradient clipping: {GRAD_CLIP_RULE.format(clip=1.0)}.",
+        f"- Gradient clipping: {GRAD_CLIP_RULE.format(clip=clips)}.",
         "- Batches: the configs' batcher over a shuffle seeded by the run's seed, the same for every system of a seed.",
         "- Head learning rate: `crf_ner` through its `head_lr_scale`; spaCy `ner` through the same scaled update "
         "(`spacy_bilstm_crf.optim.finish_update_scaled`) on every node of its model but the shared tok2vec, applied "
@@ -407,6 +416,7 @@ def provenance_section(agg: Agg) -> str:
         ("transformer", "; ".join(p["transformers"]) or "–"),
         ("versions", "; ".join(p["versions"])),
         ("highest load average before a cell", f"{p['max_loadavg_before']:.2f}"),
+        ("main cells left out (not at the grid's choice)", ", ".join(p["ignored_main_cells"]) or "none"),
     ]
     return table(["", ""], rows)
 

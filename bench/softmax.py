@@ -61,7 +61,7 @@ def first_subword_labels(encoding: Any, tags: Sequence[Sequence[int]]) -> torch.
 
 def predict_tags(model: Any, tokenizer: Any, words: Sequence[Sequence[str]], id2tag: Sequence[str]) -> List[List[str]]:
     """Tag of each word: the argmax at its first subword ("O" if truncated away)."""
-    encoding = encode(tokenizer, words)
+    encoding = encode(tokenizer, words).to(model.device)
     with torch.inference_mode():
         logits = model(**encoding).logits  # (B, S, K)
     best = logits.argmax(-1).tolist()
@@ -132,7 +132,16 @@ def load_softmax(model_dir: Path) -> Tuple[Any, Any, List[str]]:
 class SoftmaxTrainer:
     """A token classifier, its optimizer and its training data, one step at a time."""
 
-    def __init__(self, corpus: str, corpus_dir: Path, transformer: str, total_steps: int, warmup: int, scale: float):
+    def __init__(
+        self,
+        corpus: str,
+        corpus_dir: Path,
+        transformer: str,
+        total_steps: int,
+        warmup: int,
+        scale: float,
+        device: str = "cpu",
+    ):
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
         vocab = Vocab()
@@ -144,7 +153,7 @@ class SoftmaxTrainer:
         self.tokenizer = AutoTokenizer.from_pretrained(transformer, use_fast=True)
         self.model = AutoModelForTokenClassification.from_pretrained(
             transformer, num_labels=len(self.id2tag), id2label=dict(enumerate(self.id2tag)), label2id=tag2id
-        )
+        ).to(device)
         self.grad_clip = float(optimizer_settings(corpus)["optimizer"]["grad_clip"])
         self.optimizer, self.scheduler = build_optimizer(
             self.model, corpus, learn_rates(corpus, total_steps, warmup), scale
@@ -155,7 +164,8 @@ class SoftmaxTrainer:
     def step(self, batch: Sequence[int]) -> float:
         self.model.train()
         encoding = encode(self.tokenizer, [self.words[i] for i in batch])
-        target = first_subword_labels(encoding, [self.tags[i] for i in batch])
+        target = first_subword_labels(encoding, [self.tags[i] for i in batch]).to(self.model.device)
+        encoding = encoding.to(self.model.device)
         loss = self.model(**encoding, labels=target).loss
         loss.backward()
         clip_per_tensor(list(self.model.parameters()), self.grad_clip)
@@ -230,16 +240,16 @@ def train_softmax(
     }
 
 
-def hf_encoder(path: str) -> Callable[[Sequence[Sequence[str]]], None]:
+def hf_encoder(path: str, device: str = "cpu") -> Callable[[Sequence[Sequence[str]]], None]:
     """The bare transformer forward, tokenization and batching as in ``predict_tags``."""
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
-    model = AutoModel.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).to(device)
     model.eval()
 
     def forward(words: Sequence[Sequence[str]]) -> None:
-        encoding = encode(tokenizer, words)
+        encoding = encode(tokenizer, words).to(device)
         with torch.inference_mode():
             model(**encoding)
 

@@ -36,6 +36,15 @@ from .train_spacy import init_pipeline, train_step
 REFERENCE = "spacy_ner"
 
 
+def clock() -> float:
+    """``time.perf_counter()`` after the GPU (if one is in use) has finished its queued work."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 class Contender:
     """One system in the speed cell: train on a burst of batches, run inference."""
 
@@ -60,9 +69,9 @@ class SpacyContender(Contender):
         with training_timers(self.nlp) as timers:
             for batch_ids in batches:
                 batch = [self.examples[i] for i in batch_ids]
-                start = time.perf_counter()
+                start = clock()
                 train_step(self.nlp, batch, self.optimizer, self.dropout, self.scale)
-                seconds += time.perf_counter() - start
+                seconds += clock() - start
                 words += sum(len(eg) for eg in batch)
         out = {"words": float(words), "seconds": seconds}
         out.update({f"{part}_seconds": timer.total for part, timer in timers.items()})
@@ -82,9 +91,9 @@ class SoftmaxContender(Contender):
     def train(self, batches: Sequence[Sequence[int]]) -> Dict[str, float]:
         words, seconds = 0, 0.0
         for batch in batches:
-            start = time.perf_counter()
+            start = clock()
             self.trainer.step(batch)
-            seconds += time.perf_counter() - start
+            seconds += clock() - start
             words += sum(self.lengths[i] for i in batch)
         return {"words": float(words), "seconds": seconds}
 
@@ -143,24 +152,25 @@ def build_contenders(cell: CellSpec, corpus: CorpusSpec, plan_steps: int, warmup
 
     corpus_dir = Path(cell.corpus_dir)
     lengths = read_meta(corpus_dir)["lengths"]["train"]
+    device = cell.key.setting  # "cpu" or "cuda"
     contenders: Dict[str, Contender] = {}
     for name in cell.systems:
         spec = system(corpus.name, name)
         scale = cell.scales.get(name, 1.0)
         if spec.kind in ("crf_ner", "ner"):
             nlp, optimizer, dropout = init_pipeline(
-                corpus.name, name, corpus_dir, cell.transformer, plan_steps, warmup, scale
+                corpus.name, name, corpus_dir, cell.transformer, plan_steps, warmup, scale, cell.key.seed
             )
             examples = [Example(bare_doc(d), d) for d in load_docs(corpus_dir / "train.spacy", nlp.vocab)]
             ner_scale = scale if spec.kind == "ner" else 1.0
             contenders[name] = SpacyContender(name, nlp, optimizer, dropout, examples, ner_scale)
         elif spec.kind == "softmax":
             assert cell.transformer is not None
-            trainer = SoftmaxTrainer(corpus.name, corpus_dir, cell.transformer, plan_steps, warmup, scale)
+            trainer = SoftmaxTrainer(corpus.name, corpus_dir, cell.transformer, plan_steps, warmup, scale, device)
             contenders[name] = SoftmaxContender(trainer, lengths)
         elif name == "hf_encoder_only":
             assert cell.transformer is not None
-            contenders[name] = EncoderContender(name, forward=hf_encoder(cell.transformer))
+            contenders[name] = EncoderContender(name, forward=hf_encoder(cell.transformer, device))
         else:
             contenders[name] = EncoderContender(name, nlp=encoder_only_nlp(corpus.name, corpus_dir, cell.transformer))
     return contenders
@@ -214,9 +224,9 @@ def measure_inference(contenders: Dict[str, Contender], docs: List[Any], corpus:
     rates: Dict[str, List[float]] = {n: [] for n in names}
     for round_ in range(corpus.speed_rounds):
         for name in rotated(names, round_):
-            start = time.perf_counter()
+            start = clock()
             contenders[name].infer(docs, batch_size)
-            rates[name].append(n_words / (time.perf_counter() - start))
+            rates[name].append(n_words / (clock() - start))
     out: Dict[str, Any] = {}
     for name in names:
         entry: Dict[str, Any] = {

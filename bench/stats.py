@@ -23,8 +23,10 @@ class Counts:
     fn: numpy.ndarray
 
     @classmethod
-    def of(cls, runs: Sequence[Dict[str, Sequence[int]]]) -> "Counts":
-        arrays = [numpy.asarray([run[k] for run in runs], dtype="int64") for k in ("tp", "fp", "fn")]
+    def of(cls, runs: Sequence[Dict[str, Any]]) -> "Counts":
+        """From each run's ``{"tp": ..., "fp": ..., "fn": ...}``: lists of ints,
+        or the space-separated strings that cells store."""
+        arrays = [numpy.asarray([_ints(run[k]) for run in runs], dtype="int64") for k in ("tp", "fp", "fn")]
         if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 2:
             raise ValueError("every run needs tp, fp and fn for the same sentences")
         return cls(*arrays)
@@ -32,6 +34,10 @@ class Counts:
     @property
     def sentences(self) -> int:
         return int(self.tp.shape[1])
+
+
+def _ints(values: Any) -> List[int]:
+    return [int(v) for v in values.split()] if isinstance(values, str) else [int(v) for v in values]
 
 
 def _f1(tp: numpy.ndarray, fp: numpy.ndarray, fn: numpy.ndarray) -> numpy.ndarray:

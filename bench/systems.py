@@ -173,13 +173,15 @@ def build_config(
     total_steps: int,
     warmup_steps: Optional[int],
     head_lr_scale: float,
+    seed: int = 0,
 ) -> Config:
     """The config of spaCy system ``name`` (``crf_ner`` variants or ``ner``).
 
     ``head_lr_scale`` goes to ``crf_ner``'s own setting; spaCy ``ner`` has no
     such setting, so the training loop applies it (``bench.train_spacy``).
     The schedule's total steps are ``total_steps`` and its warm-up
-    ``warmup_steps`` (None: the config's)."""
+    ``warmup_steps`` (None: the config's); ``seed`` is the one ``init_nlp``
+    seeds the random generators with (``[system] seed``)."""
     spec = system(corpus, name)
     overrides: Dict[str, Any] = {
         "paths.train": str(corpus_dir / "train.spacy"),
@@ -193,6 +195,7 @@ def build_config(
     # ``init_nlp`` reads the train corpus only to find the labels (and spaCy
     # ner's actions); a sample holds them all. Training goes through the plan.
     config["corpora"]["train"]["limit"] = INIT_SAMPLE
+    config["system"]["seed"] = int(seed)
     component = config["components"]["crf_ner"]
     if spec.kind == "ner":
         tok2vec = copy.deepcopy(dict(component["model"]["tok2vec"]))

@@ -21,7 +21,7 @@ from spacy.schemas import ConfigSchemaTraining
 from spacy.training import Example
 from spacy.training.initialize import init_nlp
 from spacy.util import registry
-from thinc.api import Model, Optimizer, fix_random_seed
+from thinc.api import Model, Optimizer
 
 from spacy_bilstm_crf.optim import finish_update_scaled
 
@@ -63,9 +63,11 @@ def init_pipeline(
     plan_steps: int,
     warmup: int,
     head_lr_scale: float,
+    seed: int = 0,
 ) -> Tuple[Language, Optimizer, float]:
-    """An initialized pipeline, its optimizer and dropout, from the system's config."""
-    config = build_config(corpus, name, corpus_dir, transformer, plan_steps, warmup, head_lr_scale)
+    """An initialized pipeline, its optimizer and dropout, from the system's
+    config; ``init_nlp`` seeds the random generators with ``seed``."""
+    config = build_config(corpus, name, corpus_dir, transformer, plan_steps, warmup, head_lr_scale, seed)
     nlp = init_nlp(config)
     T = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
     return nlp, T["optimizer"], float(T["dropout"])
@@ -109,12 +111,11 @@ def train_spacy(
     """Train to the budget, keep the best dev checkpoint in ``model_dir/best``,
     and score it on test. Returns the training and test figures of a cell."""
     wall_start = time.perf_counter()
-    fix_random_seed(seed)
     lengths = read_meta(corpus_dir)["lengths"]["train"]
     plan = batch_plan(corpus, lengths, budget.max_words, seed)
     sched = schedule(corpus, plan, lengths, budget)
     nlp, optimizer, dropout = init_pipeline(
-        corpus, name, corpus_dir, transformer, sched["total_steps"], sched["warmup_steps"], head_lr_scale
+        corpus, name, corpus_dir, transformer, sched["total_steps"], sched["warmup_steps"], head_lr_scale, seed
     )
     ner_scale = head_lr_scale if system(corpus, name).kind == "ner" else 1.0
     train_docs = load_docs(corpus_dir / "train.spacy", nlp.vocab)

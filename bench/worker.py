@@ -67,6 +67,8 @@ def _training(spec: CellSpec) -> Dict[str, Any]:
             corpus.infer_batch_size,
         )
     meta = read_meta(Path(spec.corpus_dir))
+    # One number per test sentence, space-separated: compact in the committed JSON.
+    result["sentence_counts"] = {k: " ".join(map(str, v)) for k, v in result["sentence_counts"].items()}
     result["head_lr_scale"] = scale
     result["epochs"] = result["words_seen"] / sum(meta["lengths"]["train"])
     result["test_fingerprint"] = meta["info"]["splits"]["test"]["fingerprint"]

@@ -300,12 +300,10 @@ def _ner_delta(corpus_dir: Path, scale: float):
     """The largest weight change of spaCy ner's tok2vec and of the rest of its
     model after one training step with the head at ``scale``."""
     from spacy.training import Example
-    from thinc.api import fix_random_seed
 
     from bench.data import bare_doc, load_docs
     from bench.train_spacy import init_pipeline, ner_tok2vec, train_step
 
-    fix_random_seed(0)
     nlp, optimizer, _ = init_pipeline("msra", "spacy_ner", corpus_dir, None, 10, 0, scale)
     model = nlp.get_pipe("ner").model
     tok2vec = list(ner_tok2vec(model).walk())
@@ -326,6 +324,18 @@ def test_spacy_ner_head_learns_at_the_scaled_rate_and_its_tok2vec_at_the_rate(ms
     assert head_1 > 0 and t2v_1 > 0
     assert head_20 == pytest.approx(20 * head_1, rel=1e-3)
     assert t2v_20 == pytest.approx(t2v_1, rel=1e-3)
+
+
+def test_each_seed_initializes_its_own_weights(msra_tiny):
+    from bench.train_spacy import init_pipeline
+
+    def weights(seed: int) -> List[numpy.ndarray]:
+        nlp, _, _ = init_pipeline("msra", "crf", msra_tiny, None, 10, 0, 1.0, seed)
+        return _params(nlp.get_pipe("crf_ner").model.walk())
+
+    first, again, other = weights(0), weights(0), weights(1)
+    assert all(numpy.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(numpy.array_equal(a, b) for a, b in zip(first, other))
 
 
 def test_training_timers_time_the_crf_and_put_the_layers_back(msra_tiny):
@@ -379,6 +389,7 @@ def _training_cell(stage: str, system: str, scale: float, seed: int, correct: nu
         "test_fingerprint": "fp",
         "budget": {"min_words": 400, "max_words": 400, "eval_every": 100, "patience": 0.25},
         "schedule": {"warmup_steps": 4, "total_steps": 40},
+        "config": {"grad_clip": 1.0},
         "data": {"splits": {s: {"sentences": 50, "words": 400} for s in ("train", "dev", "test")}},
         "transformer": {"_name_or_path": "tiny", "weights_sha256": "abc"},
     }
@@ -458,7 +469,7 @@ def test_quick_benchmark_runs_end_to_end(tmp_path):
     for cell in cells:
         if cell["stage"] in ("grid", "main"):
             assert 0.0 <= cell["f1"] <= 1.0 and cell["seqeval_agrees"], cell["cell_id"]
-            assert len(cell["sentence_counts"]["tp"]) == cell["data"]["splits"]["test"]["sentences"]
+            assert len(cell["sentence_counts"]["tp"].split()) == cell["data"]["splits"]["test"]["sentences"]
         if cell["stage"] == "grid":  # a fixed budget: the same batches for every system
             grid.setdefault(cell["corpus"], cell["words_seen"])
             assert cell["words_seen"] == grid[cell["corpus"]]
