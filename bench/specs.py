@@ -78,7 +78,6 @@ class CorpusSpec:
     grid: BudgetRule
     grid_scales: Tuple[float, ...]  # the head learning-rate choices every fresh-head system gets
     seeds: Tuple[int, ...]
-    infer_batch_size: int
     speed_rounds: int  # interleaved rounds of the speed cell (training and inference)
     speed_steps: int  # training steps per system per round
     speed_words: int  # test words per system per inference round

@@ -27,7 +27,7 @@ from spacy.vocab import Vocab
 
 from .common import log, spread
 from .data import bare_doc, load_docs, read_meta
-from .rules import ceiling_of, warmup_steps
+from .rules import ceiling_of, infer_batch_size, warmup_steps
 from .specs import CellSpec, CorpusSpec
 from .systems import batch_plan, config_warmup, steps_for, system
 from .timing import infer_breakdown, training_timers
@@ -59,7 +59,9 @@ class Contender:
 
 
 class SpacyContender(Contender):
-    def __init__(self, name: str, nlp: Language, optimizer: Any, dropout: float, examples: List[Example], scale: float):
+    def __init__(
+        self, name: str, nlp: Language, optimizer: Any, dropout: float, examples: Dict[int, Example], scale: float
+    ):
         self.name, self.nlp, self.optimizer, self.dropout = name, nlp, optimizer, dropout
         self.examples, self.scale = examples, scale
 
@@ -147,7 +149,11 @@ def encoder_only_nlp(corpus: str, corpus_dir: Path, transformer: Optional[str]) 
     return nlp
 
 
-def build_contenders(cell: CellSpec, corpus: CorpusSpec, plan_steps: int, warmup: int) -> Dict[str, Contender]:
+def build_contenders(
+    cell: CellSpec, corpus: CorpusSpec, plan_steps: int, warmup: int, sentence_ids: Sequence[int]
+) -> Dict[str, Contender]:
+    """Every system of the cell, initialized; the spaCy ones hold the
+    training examples of ``sentence_ids`` (those the bursts use)."""
     from .softmax import SoftmaxTrainer, hf_encoder
 
     corpus_dir = Path(cell.corpus_dir)
@@ -161,7 +167,8 @@ def build_contenders(cell: CellSpec, corpus: CorpusSpec, plan_steps: int, warmup
             nlp, optimizer, dropout = init_pipeline(
                 corpus.name, name, corpus_dir, cell.transformer, plan_steps, warmup, scale, cell.key.seed
             )
-            examples = [Example(bare_doc(d), d) for d in load_docs(corpus_dir / "train.spacy", nlp.vocab)]
+            docs = load_docs(corpus_dir / "train.spacy", nlp.vocab)
+            examples = {i: Example(bare_doc(docs[i]), docs[i]) for i in sentence_ids}
             ner_scale = scale if spec.kind == "ner" else 1.0
             contenders[name] = SpacyContender(name, nlp, optimizer, dropout, examples, ner_scale)
         elif spec.kind == "softmax":
@@ -218,7 +225,7 @@ def measure_training(
 def measure_inference(contenders: Dict[str, Contender], docs: List[Any], corpus: CorpusSpec) -> Dict[str, Any]:
     names = list(contenders)
     n_words = sum(len(doc) for doc in docs)
-    batch_size = corpus.infer_batch_size
+    batch_size = infer_batch_size(corpus.name)
     for contender in contenders.values():  # warm-up
         contender.infer(docs, batch_size)
     rates: Dict[str, List[float]] = {n: [] for n in names}
@@ -283,7 +290,8 @@ def speed_cell(cell: CellSpec, corpus: CorpusSpec) -> Dict[str, Any]:
         budget *= 2
         plan = batch_plan(corpus.name, lengths, budget, cell.key.seed)
     warmup = warmup_steps(config_warmup(corpus.name), steps_for(plan, lengths, corpus.main.budget(epoch).min_words))
-    contenders = build_contenders(cell, corpus, len(plan), warmup)
+    ids = sorted({i for batch in plan[start : start + needed] for i in batch})
+    contenders = build_contenders(cell, corpus, len(plan), warmup, ids)
     training = measure_training(contenders, plan, start, corpus)
     test = load_docs(corpus_dir / "test.spacy", Vocab())
     docs, total = [], 0

@@ -15,6 +15,7 @@ from .common import peak_rss_mb, read_json, write_json
 from .corpora import corpus_spec
 from .data import read_meta
 from .provenance import bench_hash, device_name, git_commit, loadavg, machine_info, package_hash
+from .rules import infer_batch_size
 from .specs import GRID, MAIN, MICRO, SPEED, CellSpec, setting_scale
 
 
@@ -52,7 +53,7 @@ def _training(spec: CellSpec) -> Dict[str, Any]:
             key.seed,
             scale,
             model_dir,
-            corpus.infer_batch_size,
+            infer_batch_size(corpus.name),
         )
     else:
         result = train_spacy(
@@ -64,7 +65,7 @@ def _training(spec: CellSpec) -> Dict[str, Any]:
             key.seed,
             scale,
             model_dir,
-            corpus.infer_batch_size,
+            infer_batch_size(corpus.name),
         )
     meta = read_meta(Path(spec.corpus_dir))
     # One number per test sentence, space-separated: compact in the committed JSON.
@@ -106,7 +107,7 @@ def _micro(spec: CellSpec) -> Dict[str, Any]:
             break
         if len(doc):
             lengths.append(len(doc))
-    return encoder_speed(blocks, width, lengths, corpus.infer_batch_size, 3 if spec.quick else 5)
+    return encoder_speed(blocks, width, lengths, infer_batch_size(corpus.name), 3 if spec.quick else 5)
 
 
 def run_cell(spec: CellSpec) -> Dict[str, Any]:

@@ -183,9 +183,7 @@ def test_learning_rate_grid_picks_the_best_dev_f1_and_breaks_ties_low():
 
 def _corpus(scales=(1.0, 20.0), systems=("bilstm_crf", "spacy_ner")) -> CorpusSpec:
     rule = BudgetRule(1.0, 1.0, 1.0)
-    return CorpusSpec(
-        "msra", "zh", "characters", Limits(), rule, rule, scales, (0,), 256, 5, 10, 100, grid_systems=systems
-    )
+    return CorpusSpec("msra", "zh", "characters", Limits(), rule, rule, scales, (0,), 5, 10, 100, grid_systems=systems)
 
 
 def test_main_stage_reads_each_systems_choice_from_the_grid_cells(tmp_path):
