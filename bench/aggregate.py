@@ -227,6 +227,14 @@ def budgets(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
     return out
 
 
+def _transformer_text(info: Dict[str, Any]) -> str:
+    name = info.get("_name_or_path") or info.get("model_type")
+    return (
+        f"{name}: {info.get('num_hidden_layers')} layers, width {info.get('hidden_size')}, "
+        f"weights sha256 {str(info.get('weights_sha256'))[:12]}"
+    )
+
+
 def provenance(cells: Sequence[Cell]) -> Dict[str, Any]:
     return {
         "cells": len(cells),
@@ -235,13 +243,7 @@ def provenance(cells: Sequence[Cell]) -> Dict[str, Any]:
         "package_dirty": any(c.get("package_dirty") for c in cells),
         "devices": sorted({f"{c['device']}: {c['device_name']}" for c in cells}),
         "quick": any(c.get("quick") for c in cells),
-        "transformers": sorted(
-            {
-                f"{t.get('_name_or_path')} ({str(t.get('weights_sha256'))[:12]})"
-                for c in cells
-                if (t := c.get("transformer"))
-            }
-        ),
+        "transformers": sorted({_transformer_text(c["transformer"]) for c in cells if c.get("transformer")}),
         "versions": sorted(
             {" ".join(f"{k} {v}" for k, v in sorted(c["machine"]["versions"].items()) if v) for c in cells}
         ),

@@ -5,6 +5,7 @@ import hashlib
 import os
 import platform
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, Iterable, List
 
@@ -92,10 +93,10 @@ def machine_info() -> Dict[str, Any]:
         "versions": {"torch": torch.__version__, "spacy": spacy.__version__, "thinc": thinc.__version__},
     }
     info["versions"]["numpy"] = numpy.__version__
-    for name in ("spacy_transformers", "transformers", "seqeval"):
+    for name in ("spacy-transformers", "transformers", "seqeval"):
         try:
-            info["versions"][name] = getattr(__import__(name), "__version__", "?")
-        except ImportError:
+            info["versions"][name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             info["versions"][name] = None
     return info
 
