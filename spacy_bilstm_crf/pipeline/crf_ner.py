@@ -244,9 +244,8 @@ class CRFEntityRecognizer(TrainablePipe):
         if not any(len(doc) for doc in docs):
             return [self.model.ops.alloc1i(len(doc)) for doc in docs]
         scores = self.model.predict(docs)
-        allowed = self._allowed_tags(docs, presets=not self.cfg["overwrite_ents"])
         try:
-            return crf_decode(get_crf(self.model), scores, allowed)
+            return crf_decode(get_crf(self.model), scores, self.decoding_constraints(docs))
         except NonFiniteScoresError as exc:
             raise ValueError(f"{Errors.E910.format(name=self.name)} {exc}") from None
 
@@ -331,6 +330,13 @@ class CRFEntityRecognizer(TrainablePipe):
         finish_update_scaled(self.model, sgd, self.cfg["head_lr_scale"], unscaled=self.model.get_ref("tok2vec"))
 
     # --- constraints -------------------------------------------------------
+
+    def decoding_constraints(self, docs: Sequence[Doc]) -> Optional[List[numpy.ndarray]]:
+        """The allowed-tag masks ``predict`` decodes within: per doc a (T, K)
+        bool array (whitespace tokens outside entities, no entity across a
+        sentence start, preset entities fixed unless ``overwrite_ents``), or
+        None when no doc of the batch restricts any token."""
+        return self._allowed_tags(docs, presets=not self.cfg["overwrite_ents"])
 
     def _allowed_tags(
         self, docs: Sequence[Doc], *, presets: bool, gold: Optional[Sequence[Ints1d]] = None
