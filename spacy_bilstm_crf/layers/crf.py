@@ -16,7 +16,7 @@ import torch
 from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats1d, Floats2d, Floats3d, Ints1d, Ints2d
 
-from ..modules.crf import ConditionalRandomField, NonFiniteScoresError
+from ..modules.crf import ConditionalRandomField, NonFiniteScoresError, NoValidPathError
 from ..tag_scheme import allowed_transitions
 from .lazy_torch import lazy_torch_layer, torch_module
 from .sequences import lengths_tensor, non_empty, pad_to_torch, padding_mask, place, shim_device
@@ -26,7 +26,7 @@ from .sequences import lengths_tensor, non_empty, pad_to_torch, padding_mask, pl
 AllowedTags = Optional[Sequence[numpy.ndarray]]
 CRFInput = Tuple[List[Floats2d], List[Ints1d], AllowedTags]
 
-__all__ = ["CRF", "CRFInput", "NonFiniteScoresError", "crf_decode", "set_tag_scheme"]
+__all__ = ["CRF", "CRFInput", "NoValidPathError", "NonFiniteScoresError", "crf_decode", "set_tag_scheme"]
 
 
 def CRF(nO: Optional[int] = None) -> Model[CRFInput, Floats1d]:
