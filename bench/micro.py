@@ -48,7 +48,7 @@ def _crf_layer(n_tags: int) -> Any:
 
 
 def _nll_backward(layer: Any, emissions: List[Any], tags: List[Any]) -> None:
-    nll, backprop = layer.begin_update((emissions, tags))
+    nll, backprop = layer.begin_update((emissions, tags, None))
     backprop(layer.ops.xp.ones(len(nll), dtype="f"))
 
 

@@ -5,11 +5,17 @@ from typing import List
 
 import pytest
 import spacy
+import torch
 from spacy.tokens import Doc, DocBin
 
 from spacy_bilstm_crf.testing import build_tiny_bert
 
 from .tiny_data import EN_TRAIN, ZH_TRAIN, en_docs, zh_docs
+
+# The tests' tensors are tiny: one torch thread is as fast on an idle machine and
+# many times faster on a busy one (OpenMP threads spin while they wait). Tests
+# that start processes (multiprocessing, spacy train) keep torch's default there.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

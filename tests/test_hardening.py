@@ -93,17 +93,6 @@ def favour_continuing(nlp: Language, bonus: float = 50.0) -> None:
                     transitions[i, j] += bonus
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Torch on one thread in this process: tiny torch ops are 3-10x slower
-    multi-threaded on a busy machine. The multiprocessing tests run their
-    pipelines in fresh processes with torch's default thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained() -> Language:
     nlp = tiny_nlp()

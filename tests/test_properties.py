@@ -12,7 +12,6 @@ from typing import Dict, List, Sequence, Tuple
 import numpy
 import pytest
 import spacy
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spacy.language import Language
@@ -115,18 +114,6 @@ def build(encoder: str, scheme: str, trained: bool, lang: str = "en") -> Languag
     for _ in range(10 if trained else 0):
         nlp.update(exs, sgd=optimizer)
     return nlp
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Torch on one thread here: these tests run thousands of tiny torch ops
-    (the Viterbi loop makes two per token), and on a busy machine each
-    multi-threaded op waits for its threads (3-10x slower). Nothing tested
-    here depends on the number of threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

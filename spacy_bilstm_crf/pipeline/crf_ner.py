@@ -252,7 +252,10 @@ class CRFEntityRecognizer(TrainablePipe):
         try:
             return crf_decode(get_crf(self.model), scores, self.decoding_constraints(docs))
         except NonFiniteScoresError as exc:
-            raise ValueError(f"{Errors.E910.format(name=self.name)} {exc}") from None
+            raise ValueError(
+                f"Component {self.name!r} cannot decode: {exc} The model's weights have probably "
+                "diverged (NaN or infinite emission scores); check the training loss."
+            ) from None
 
     def set_annotations(self, docs: Iterable[Doc], tag_ids: Sequence[Ints1d]) -> None:
         """Set ``doc.ents`` from predicted tag ids; tokens outside entities get ``O``."""
