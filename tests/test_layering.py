@@ -38,10 +38,8 @@ def test_data_tools_load_no_torch(code):
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared data not available")
 def test_fetch_loads_no_torch(tmp_path):
-    code = (
-        "from spacy_bilstm_crf.cli import main\n"
-        f"assert main(['fetch', 'msra', {str(tmp_path / 'msra')!r}, '--local', {str(SHARED_DATA)!r}, '--limit', '5']) == 0"
-    )
+    args = ["fetch", "msra", str(tmp_path / "msra"), "--local", str(SHARED_DATA), "--limit", "5"]
+    code = f"from spacy_bilstm_crf.cli import main\nassert main({args!r}) == 0"
     assert heavy_modules_after(code) == "[]"
     assert (tmp_path / "msra" / "train.txt").exists()
 
