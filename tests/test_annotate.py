@@ -352,7 +352,7 @@ def test_unknown_suffixes_are_refused(model: Path, tmp_path: Path) -> None:
 # --- bad records --------------------------------------------------------------
 
 BAD_LINES = [
-    (b'{"id": 1, "text": "Alice lives in Paris"}', None),
+    (b'{"id": 1, "text": "Alice lives in Paris"}', None),  # sentence(0)
     (b'{"id": 2, "text": "Bob lives in London"', "invalid JSON: Expecting ',' delimiter (column 40)"),
     (b'{"id": 3, "text": "Caf\xe9"}', "not UTF-8 (byte 23 of the line is 0xe9)"),
     (b'{"id": 4}', "no text field 'text'"),
@@ -368,7 +368,7 @@ BAD_LINES = [
     (b"[1, 2]", "not a JSON object but list"),
     (b"", "blank line, not a JSON object"),
     (b'{"id": 9, "text": null}', "text field 'text' is null"),
-    (b'{"id": 10, "text": "Google hired Alice"}', None),
+    (b'{"id": 10, "text": "Google hired Carol"}', None),  # sentence(2)
 ]
 
 
@@ -376,7 +376,8 @@ def test_bad_records_go_to_rejects_with_line_and_reason(model: Path, tmp_path: P
     source = tmp_path / "bad.jsonl"
     source.write_bytes(b"\n".join(line for line, _ in BAD_LINES))  # no newline at the end
     summary = run(model, source, tmp_path / "out.jsonl", shard_size=4)
-    assert [record["id"] for record in output_records(tmp_path / "out.jsonl")] == [1, 10]
+    good = [expected_record(0, record_id=1), expected_record(2, record_id=10)]
+    assert output_records(tmp_path / "out.jsonl") == good
     assert rejects(tmp_path / "out.jsonl") == [
         {"file": str(source), "line": number, "reason": reason}
         for number, (_, reason) in enumerate(BAD_LINES, start=1)
@@ -478,33 +479,37 @@ def test_torn_manifest_line_and_uncommitted_parts_are_dropped(model: Path, tmp_p
 # --- equal output everywhere ----------------------------------------------------
 
 
-def test_same_records_local_two_processes_and_ray(model: Path, ray_cluster: str, tmp_path: Path) -> None:
-    source = write_jsonl(tmp_path / "in.jsonl", range(300))
-    run(model, source, tmp_path / "one.jsonl", batch_size=16, shard_size=100)
+def test_same_records_and_rejects_local_two_processes_and_ray(model: Path, ray_cluster: str, tmp_path: Path) -> None:
+    # 300 docs with the bad lines spread among them.
+    source = tmp_path / "in.jsonl"
+    with source.open("wb") as file:
+        for number in range(100, 400):
+            file.write(json.dumps({"id": number, "text": sentence(number)[0]}).encode() + b"\n")
+            if number % 25 == 0:
+                file.write(BAD_LINES[(number // 25) % len(BAD_LINES)][0] + b"\n")
+    local = run(model, source, tmp_path / "one.jsonl", batch_size=16, shard_size=100)
     expected = output_records(tmp_path / "one.jsonl")
-    assert expected == [expected_record(n) for n in range(300)]
+    # BAD_LINES 4 to 13, 0 and 1 went in: 10 rejects, and ids 1 and 10 are good.
+    good = [expected_record(0, record_id=1), expected_record(2, record_id=10)]
+    assert expected == good + [expected_record(n) for n in range(100, 400)]
+    assert (local.docs_in, local.annotated, local.rejected) == (312, 302, 10)
 
     two = run_cli(model, source, tmp_path / "two.jsonl", "--n-process", 2, "--batch-size", 16, "--shard-size", 100)
     assert two.returncode == 0, two.stderr
     assert output_records(tmp_path / "two.jsonl") == expected
+    assert rejects(tmp_path / "two.jsonl") == rejects(tmp_path / "one.jsonl")
 
-    ray_args = ("--engine", "ray", "--address", ray_cluster, "--workers", 2, "--batch-size", 16)
-    on_ray = run_cli(model, source, tmp_path / "ray.jsonl", *ray_args, "--shard-size", 100)
+    ray_args = ("--engine", "ray", "--address", ray_cluster, "--workers", 2, "--batch-size", 16, "--shard-size", 100)
+    on_ray = run_cli(model, source, tmp_path / "ray.parquet", *ray_args)
     assert on_ray.returncode == 0, on_ray.stderr
-    assert output_records(tmp_path / "ray.jsonl") == expected
-    assert "entities:  525 (LOC 150, ORG 150, PER 225)" in on_ray.stdout
+    assert output_records(tmp_path / "ray.parquet") == expected
+    assert rejects(tmp_path / "ray.parquet") == rejects(tmp_path / "one.jsonl")
+    assert local.format().splitlines()[1:5] == on_ray.stdout.splitlines()[1:5]  # docs in ... entities
 
 
-def test_ray_rejects_and_strict(model: Path, ray_cluster: str, tmp_path: Path) -> None:
+def test_ray_strict_stops_naming_file_and_line(model: Path, ray_cluster: str, tmp_path: Path) -> None:
     source = tmp_path / "bad.jsonl"
     source.write_bytes(b"\n".join(line for line, _ in BAD_LINES))
-    local = run(model, source, tmp_path / "local.parquet")
-    result = run_cli(model, source, tmp_path / "ray.parquet", "--engine", "ray", "--address", ray_cluster)
-    assert result.returncode == 0, result.stderr
-    assert rejects(tmp_path / "ray.parquet") == rejects(tmp_path / "local.parquet")
-    assert output_records(tmp_path / "ray.parquet") == output_records(tmp_path / "local.parquet")
-    assert [record["id"] for record in output_records(tmp_path / "ray.parquet")] == [1, 10]
-    assert f"rejected:  {local.rejected}" in result.stdout
     strict = run_cli(model, source, tmp_path / "strict.jsonl", "--engine", "ray", "--address", ray_cluster, "--strict")
     assert strict.returncode == 1
     assert strict.stderr.splitlines()[-1] == (

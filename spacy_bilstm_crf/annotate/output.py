@@ -38,8 +38,12 @@ class OutputFolder:
             raise ValueError(f"{path}: folder is not empty and holds no {MANIFEST_NAME}; choose a new output folder")
         self._lock = _lock(path / LOCK_NAME)
         self.run_id = uuid.uuid4().hex[:12]
-        self.manifest = Manifest(path / MANIFEST_NAME, job)
-        self._remove_uncommitted()
+        try:
+            self.manifest = Manifest(path / MANIFEST_NAME, job)
+            self._remove_uncommitted()
+        except BaseException:
+            self._lock.close()
+            raise
 
     @property
     def staging(self) -> Path:
