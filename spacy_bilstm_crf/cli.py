@@ -128,8 +128,20 @@ def _run_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scheme(text: str) -> str:
+    """``auto`` or a tag scheme's canonical name (any case, or an accepted spelling)."""
+    from .tag_scheme import scheme_name
+
+    if text.lower() == "auto":
+        return "auto"
+    try:
+        return scheme_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_convert(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Command:
-    from .convert.schemes import SCHEMES
+    from .tag_scheme import SCHEME_NAMES
 
     parser = subparsers.add_parser(
         "convert",
@@ -148,9 +160,11 @@ def _add_convert(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
     parser.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR", help="folder for .spacy files")
     parser.add_argument(
         "--scheme",
-        choices=("auto",) + SCHEMES,
+        type=_scheme,
         default="auto",
-        help="tag scheme (default: auto, detected from the tags of the whole file)",
+        metavar="SCHEME",
+        help=f"tag scheme: auto (the default: detected from the tags of the whole file) or one of "
+        f"{', '.join(SCHEME_NAMES)} (any case; IOB2, BILOU and IOBES are accepted too)",
     )
     parser.add_argument(
         "--delimiter",

@@ -6,11 +6,13 @@ from typing import Iterable
 LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
-def build_tiny_bert(path: Path, words: Iterable[str], *, width: int = 32, depth: int = 2) -> Path:
+def build_tiny_bert(path: Path, words: Iterable[str], *, width: int = 32, depth: int = 2, seed: int = 0) -> Path:
     """Save a randomly initialised BERT (``depth`` layers of ``width``) whose
     WordPiece vocabulary holds ``words`` (lower-cased; single CJK characters
     work too) and the letters and digits, to ``path``, where transformers and
-    spacy-transformers load it by path. Nothing is downloaded."""
+    spacy-transformers load it by path. Nothing is downloaded. The weights
+    depend only on ``seed`` (the global torch RNG is left as it was)."""
+    import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path = Path(path)
@@ -29,5 +31,8 @@ def build_tiny_bert(path: Path, words: Iterable[str], *, width: int = 32, depth:
         intermediate_size=2 * width,
         max_position_embeddings=512,
     )
-    BertModel(config).save_pretrained(str(path))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertModel(config)
+    model.save_pretrained(str(path))
     return path

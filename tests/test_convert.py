@@ -12,9 +12,10 @@ from spacy.tokens import Doc, DocBin
 
 from spacy_bilstm_crf.cli import main
 from spacy_bilstm_crf.convert import (
-    SCHEMES,
+    SCHEME_NAMES,
     ConversionError,
     Sentence,
+    TagSequenceError,
     convert,
     detect_scheme,
     docs_to_sentences,
@@ -53,30 +54,30 @@ def ents(doc: Doc) -> List[tuple]:
 # --- tag schemes -----------------------------------------------------------
 
 SCHEME_CASES = {
-    "bio": (
+    "BIO": (
         ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC", "B-ORG-X"],
         [(0, 2, "PER"), (3, 4, "LOC"), (4, 6, "LOC"), (6, 7, "ORG-X")],
     ),
-    "iob1": (
+    "IOB1": (
         ["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG", "I-ORG"],
         [(0, 2, "PER"), (3, 4, "LOC"), (4, 5, "LOC"), (5, 7, "ORG")],
     ),
-    "bioes": (
+    "BIOES": (
         ["B-PER", "I-PER", "E-PER", "S-LOC", "O", "B-ORG", "E-ORG", "S-ORG"],
         [(0, 3, "PER"), (3, 4, "LOC"), (5, 7, "ORG"), (7, 8, "ORG")],
     ),
-    "bilou": (
+    "BILUO": (
         ["U-PER", "B-LOC", "I-LOC", "L-LOC", "O", "U-PER", "U-PER"],
         [(0, 1, "PER"), (1, 4, "LOC"), (5, 6, "PER"), (6, 7, "PER")],
     ),
-    "bmes": (
+    "BMES": (
         ["B-ORG", "M-ORG", "M-ORG", "E-ORG", "S-PER", "O", "B-LOC", "E-LOC"],
         [(0, 4, "ORG"), (4, 5, "PER"), (6, 8, "LOC")],
     ),
 }
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("scheme", SCHEME_NAMES)
 def test_tags_to_spans_every_scheme(scheme: str) -> None:
     tags, spans = SCHEME_CASES[scheme]
     assert tags_to_spans(tags, scheme) == spans
@@ -92,12 +93,12 @@ def test_bilou_and_bioes_accept_each_others_end_and_single_prefixes() -> None:
 
 
 def test_iob1_reading() -> None:
-    tags = ["I-PER", "I-PER", "B-PER", "O", "I-LOC", "I-ORG", "B-MISC", "I-MISC"]
+    tags = ["I-PER", "I-PER", "B-PER", "O", "I-LOC", "I-ORG", "I-MISC", "I-MISC"]
     spans = [(0, 2, "PER"), (2, 3, "PER"), (4, 5, "LOC"), (5, 6, "ORG"), (6, 8, "MISC")]
     assert tags_to_spans(tags, "iob1") == spans
-    # Canonical IOB1 writes B- only between adjacent entities of one type.
-    assert spans_to_tags(8, spans, "iob1") == ["I-PER", "I-PER", "B-PER", "O", "I-LOC", "I-ORG", "I-MISC", "I-MISC"]
-    with pytest.raises(ConversionError) as info:
+    # Canonical IOB1 writes B- only between adjacent entities of one label.
+    assert spans_to_tags(8, spans, "iob1") == tags
+    with pytest.raises(TagSequenceError) as info:
         tags_to_spans(tags, "bio")
     assert info.value.index == 0 and info.value.kind == "orphan_continuation"
     repairs: list = []
@@ -106,23 +107,35 @@ def test_iob1_reading() -> None:
         ("orphan_continuation", 0, "I-PER"),
         ("orphan_continuation", 4, "I-LOC"),
         ("orphan_continuation", 5, "I-ORG"),
+        ("orphan_continuation", 6, "I-MISC"),
     ]
+
+
+def test_iob1_begin_only_after_an_entity_of_its_label() -> None:
+    tags = ["O", "B-PER", "I-ORG", "B-LOC"]
+    with pytest.raises(TagSequenceError) as info:
+        tags_to_spans(tags, "IOB1")
+    assert (info.value.index, info.value.kind, info.value.tag) == (1, "misplaced_begin", "B-PER")
+    repairs: list = []
+    assert tags_to_spans(tags, "IOB1", lenient=True, repairs=repairs) == [(1, 2, "PER"), (2, 3, "ORG"), (3, 4, "LOC")]
+    assert [(r.kind, r.index) for r in repairs] == [("misplaced_begin", 1), ("misplaced_begin", 3)]
 
 
 @pytest.mark.parametrize(
     "sentences,expected",
     [
-        ([["O", "O"]], "bio"),
-        ([["B-PER", "I-PER"], ["B-LOC", "B-LOC"]], "bio"),
-        ([["B-PER", "I-PER"], ["O", "I-LOC"]], "iob1"),
-        ([["I-PER", "O"]], "iob1"),
-        ([["B-PER", "I-PER", "I-LOC"]], "iob1"),
-        ([["B-PER", "I-PER", "E-PER"], ["S-LOC"]], "bioes"),
-        ([["B-PER", "I-PER", "L-PER"], ["U-LOC"]], "bilou"),
-        ([["B-PER", "L-PER", "S-LOC"]], "bioes"),
-        ([["B-PER", "M-PER", "E-PER", "I-PER"]], "bmes"),
-        ([["B-PER", "E-PER"], ["O", "I-X"]], "bioes"),
-        (["B-PER", "I-PER", "O", "I-LOC"], "iob1"),  # one flat sentence
+        ([["O", "O"]], "BIO"),
+        ([["B-PER", "I-PER"], ["B-LOC", "B-LOC"]], "BIO"),
+        # IOB2 with IOB1 leftovers is BIO: strict reading reports the leftovers.
+        ([["B-PER", "I-PER"], ["O", "I-LOC"]], "BIO"),
+        ([["I-PER", "O"]], "IOB1"),
+        ([["I-PER", "I-PER", "I-LOC", "B-LOC"]], "IOB1"),
+        ([["B-PER", "I-PER", "E-PER"], ["S-LOC"]], "BIOES"),
+        ([["B-PER", "I-PER", "L-PER"], ["U-LOC"]], "BILUO"),
+        ([["B-PER", "L-PER", "S-LOC"]], "BIOES"),
+        ([["B-PER", "M-PER", "E-PER", "I-PER"]], "BMES"),
+        ([["B-PER", "E-PER"], ["O", "I-X"]], "BIOES"),
+        (["I-PER", "I-PER", "O", "I-LOC"], "IOB1"),  # one flat sentence
     ],
 )
 def test_detect_scheme(sentences: list, expected: str) -> None:
@@ -141,7 +154,7 @@ def test_spans_to_tags_rejects_bad_spans() -> None:
 # --- reading files ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("scheme", SCHEME_NAMES)
 def test_read_every_scheme_from_file(tmp_path: Path, scheme: str) -> None:
     tags, spans = SCHEME_CASES[scheme]
     words = [f"w{i}" for i in range(len(tags))]
@@ -166,21 +179,15 @@ def test_conll_style_iob2_with_iob1_leftovers(tmp_path: Path) -> None:
         ]
     )
     path = write(tmp_path, text)
-    corpus = read_column_file(path)  # no flags needed
-    assert corpus.scheme == "iob1" and corpus.repairs == []
+    with pytest.raises(ConversionError, match=r"data\.txt, line 3: 'I-MISC' does not continue an entity"):
+        read_column_file(path)
+    corpus = read_column_file(path, lenient=True)  # the leftovers read as B-, and counted
+    assert corpus.scheme == "BIO" and corpus.repair_counts() == {"orphan_continuation": 2}
     assert [s.spans for s in corpus] == [
         [(0, 1, "ORG"), (2, 3, "MISC")],
         [(0, 2, "PER")],
         [(0, 1, "LOC"), (1, 2, "LOC")],
     ]
-    with pytest.raises(ConversionError) as info:
-        read_column_file(path, scheme="bio")
-    message = str(info.value)
-    assert "data.txt" in message and "line 3" in message and "I-MISC" in message
-    lenient = read_column_file(path, scheme="bio", lenient=True)
-    assert [s.spans for s in lenient] == [s.spans for s in corpus]
-    assert lenient.repair_counts() == {"orphan_continuation": 2}
-    assert [r.line for r in lenient.repairs] == [3, 9]
 
 
 def test_crlf_bom_tabs_and_trailing_blanks(tmp_path: Path) -> None:
@@ -234,7 +241,7 @@ ZH = column_text(
 
 def test_chinese_docs_have_no_spaces(tmp_path: Path) -> None:
     summary = convert(write(tmp_path, ZH), tmp_path / "out")
-    assert summary.lang == "zh" and summary.scheme == "bmes"
+    assert summary.lang == "zh" and summary.scheme == "BMES"
     assert summary.entities == {"LOC": 2, "PER": 1}
     docs = load_docs(tmp_path / "out" / "data.spacy", "zh")
     assert [d.text for d in docs] == ["我爱北京市。", "张三在沪"]
@@ -336,7 +343,6 @@ def test_malformed_input_names_file_line_and_tag(tmp_path: Path, case: tuple) ->
     with pytest.raises(ConversionError) as info:
         read_column_file(path, scheme=scheme)
     message = str(info.value)
-    assert isinstance(info.value, ValueError)
     assert f"bad_{name}.txt" in message
     assert f"line {line}:" in message
     assert tag in message
@@ -401,7 +407,7 @@ def test_not_utf8(tmp_path: Path) -> None:
 # --- round trip ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("scheme", SCHEME_NAMES)
 @pytest.mark.parametrize("n_sents", [1, 2])
 def test_round_trip_through_docbin(tmp_path: Path, scheme: str, n_sents: int) -> None:
     tags, _ = SCHEME_CASES[scheme]
@@ -443,7 +449,7 @@ def test_cli_main(tmp_path: Path, capsys) -> None:
     assert main(["convert", str(a), str(b), str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "a.spacy").exists() and (tmp_path / "out" / "b.spacy").exists()
     out = capsys.readouterr().out
-    assert "sentences: 4" in out and "scheme: bio (detected)" in out and "lang: zh" in out
+    assert "sentences: 4" in out and "scheme: BIO (detected)" in out and "lang: zh" in out
     args = [
         "convert",
         str(a),
@@ -512,13 +518,14 @@ def test_cli_subprocess(tmp_path: Path) -> None:
 
 REAL = [
     # (file, sentences, entities, lenient, scheme, repairs)
-    ("conll2003/train.txt", 14041, 23501, False, "iob1", {}),
-    ("conll2003/dev.txt", 3250, 5942, False, "iob1", {}),
-    ("conll2003/test.txt", 3453, 5651, False, "iob1", {}),
+    # CoNLL-2003 here is IOB2 with IOB1 leftovers (an I-X opening an entity).
+    ("conll2003/train.txt", 14041, 23501, True, "BIO", {"orphan_continuation": 267}),
+    ("conll2003/dev.txt", 3250, 5942, True, "BIO", {"orphan_continuation": 56}),
+    ("conll2003/test.txt", 3453, 5651, True, "BIO", {"orphan_continuation": 53}),
     # MSRA sentences were cut at 100 characters; a few cut entities leave a
     # sentence opening with M-/E- tags: lenient mode reads those tails as O.
-    ("msra/train.txt", 50289, 74438, True, "bmes", {"split_entity_tail": 6}),
-    ("msra/test.txt", 5000, 6446, True, "bmes", {"split_entity_tail": 11}),
+    ("msra/train.txt", 50289, 74438, True, "BMES", {"split_entity_tail": 6}),
+    ("msra/test.txt", 5000, 6446, True, "BMES", {"split_entity_tail": 11}),
 ]
 
 
@@ -537,9 +544,11 @@ def test_real_corpus_counts(case: tuple) -> None:
 def test_real_corpus_strict_errors_and_conversion(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match=r"test\.txt, line 45869: 'M-PER'"):
         read_column_file(DATA / "msra" / "test.txt")
-    summary = convert(DATA / "conll2003" / "test.txt", tmp_path)
+    with pytest.raises(ConversionError, match=r"test\.txt, line 2568: 'I-MISC'"):
+        read_column_file(DATA / "conll2003" / "test.txt")
+    summary = convert(DATA / "conll2003" / "test.txt", tmp_path, lenient=True)
     assert (summary.sentences, summary.docs, summary.n_entities) == (3453, 3453, 5651)
     docs = load_docs(tmp_path / "test.spacy")
     assert len(docs) == 3453 and sum(len(d.ents) for d in docs) == 5651
-    grouped = convert(DATA / "conll2003" / "test.txt", tmp_path / "g", n_sents=10)
+    grouped = convert(DATA / "conll2003" / "test.txt", tmp_path / "g", n_sents=10, lenient=True)
     assert grouped.docs < 3453 and grouped.n_entities == 5651

@@ -108,7 +108,7 @@ def test_crf_layer_loss_and_decode():
     crf.initialize()
     emissions = random_inputs([4, 0, 2], width=3)
     gold = [numpy.array([0, 1, 2, 0], dtype="i"), numpy.zeros((0,), dtype="i"), numpy.array([-1, -1], dtype="i")]
-    nll, backprop = crf.begin_update((emissions, gold))
+    nll, backprop = crf.begin_update((emissions, gold, None))
     assert nll.shape == (3,) and nll[0] > 0 and nll[1] == 0 and abs(nll[2]) < 1e-5
     d_emissions = backprop(numpy.ones(3, dtype="f"))
     assert [d.shape for d in d_emissions] == [(4, 3), (0, 3), (2, 3)]

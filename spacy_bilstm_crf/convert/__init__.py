@@ -1,7 +1,13 @@
-"""Convert column-format NER data (``TOKEN TAG`` per line) to spaCy DocBin files."""
+"""Convert column-format NER data (``TOKEN TAG`` per line) to spaCy DocBin files.
 
+Importing this package loads neither spaCy nor torch: spaCy is imported when
+docs are built. Tag schemes live in :mod:`spacy_bilstm_crf.tag_scheme`.
+"""
+
+from ..tag_scheme import SCHEME_NAMES, Repair, Span, TagSequenceError, detect_scheme, spans_to_tags, tags_to_spans
 from .column import (
     ColumnCorpus,
+    ConversionError,
     ConversionSummary,
     Sentence,
     convert,
@@ -13,24 +19,16 @@ from .column import (
     write_column_file,
     write_docbin,
 )
-from .schemes import (
-    SCHEMES,
-    ConversionError,
-    Repair,
-    Span,
-    detect_scheme,
-    spans_to_tags,
-    tags_to_spans,
-)
 
 __all__ = [
-    "SCHEMES",
+    "SCHEME_NAMES",
     "ColumnCorpus",
     "ConversionError",
     "ConversionSummary",
     "Repair",
     "Sentence",
     "Span",
+    "TagSequenceError",
     "convert",
     "detect_scheme",
     "docs_to_sentences",

@@ -11,23 +11,23 @@ import random
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
-from spacy.tokens import Doc, DocBin
-from spacy.tokens import Span as SpacySpan
-from spacy.vocab import Vocab
-
-from .schemes import (
+from ..tag_scheme import (
     REPAIR_KINDS,
-    ConversionError,
     Repair,
     Span,
-    check_scheme,
+    TagSequenceError,
     count_labels,
     detect_scheme,
+    scheme_name,
     spans_to_tags,
     tags_to_spans,
 )
+
+if TYPE_CHECKING:  # spaCy (and with it Thinc and torch) loads only when docs are made
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
 
 PathLike = Union[str, Path]
 T = TypeVar("T")
@@ -37,6 +37,29 @@ DELIMITERS: Tuple[str, ...] = ("auto", "space", "tab")
 NO_SPACE_LANGS = frozenset({"zh"})
 _BLANK = " \t\r\n"
 _SPACE_RUN = re.compile(r"[ \t]+")
+
+
+class ConversionError(ValueError):
+    """Bad input data. ``str()`` names the file and 1-based line when known."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        path: Optional[str] = None,
+        line: Optional[int] = None,
+        tag: Optional[str] = None,
+        kind: Optional[str] = None,
+    ) -> None:
+        self.detail = detail
+        self.path = path
+        self.line = line
+        self.tag = tag
+        self.kind = kind
+        where = ""
+        if path is not None:
+            where = f"{path}, line {line}: " if line is not None else f"{path}: "
+        super().__init__(where + detail)
 
 
 @dataclass
@@ -183,7 +206,7 @@ def read_column_file(
 ) -> ColumnCorpus:
     """Read a column file into sentences with entity spans.
 
-    ``scheme`` is ``"auto"`` or one of :data:`~.schemes.SCHEMES`;
+    ``scheme`` is ``"auto"`` or one of :data:`~spacy_bilstm_crf.tag_scheme.SCHEME_NAMES`;
     ``delimiter`` is ``"auto"`` (tab if the first token line has a tab),
     ``"space"`` (runs of spaces/tabs) or ``"tab"`` (tokens may hold spaces).
     Bad input raises :class:`ConversionError` naming the file and line; with
@@ -192,7 +215,7 @@ def read_column_file(
     file = Path(path)
     _check_delimiter(delimiter)
     detected = scheme == "auto"
-    name = "" if detected else check_scheme(scheme)
+    name = "" if detected else scheme_name(scheme)
     repairs: List[Repair] = []
     raws, used_delimiter = _read_raw(file, delimiter, lenient, repairs)
     if detected:
@@ -205,8 +228,8 @@ def read_column_file(
         found: List[Repair] = []
         try:
             spans = tags_to_spans(raw.tags, name, lenient=lenient, repairs=found, after_entity=after_entity)
-        except ConversionError as exc:
-            line = raw.lines[exc.index or 0]
+        except TagSequenceError as exc:
+            line = raw.lines[exc.index]
             raise ConversionError(exc.detail, path=str(file), line=line, tag=exc.tag, kind=exc.kind) from None
         for repair in found:
             repairs.append(replace(repair, line=raw.lines[repair.index], path=str(file)))
@@ -241,7 +264,7 @@ def guess_lang(sentences: Iterable[Sentence], sample: int = 20000) -> str:
     return "zh" if total and 2 * cjk > total else "en"
 
 
-def make_vocab(lang: str) -> Vocab:
+def make_vocab(lang: str) -> "Vocab":
     """The vocab of ``spacy.blank(lang)``."""
     import spacy
 
@@ -270,14 +293,17 @@ def sentences_to_docs(
     lang: str = "en",
     *,
     n_sents: int = 1,
-    vocab: Optional[Vocab] = None,
+    vocab: Optional["Vocab"] = None,
     spaces: Optional[bool] = None,
-) -> List[Doc]:
+) -> List["Doc"]:
     """One Doc per group of ``n_sents`` sentences, with entities and sentence starts.
 
     Tokens are joined by spaces unless ``spaces`` is False or (by default)
     ``lang`` is Chinese, where ``doc.text`` is the characters joined.
     """
+    from spacy.tokens import Doc
+    from spacy.tokens import Span as SpacySpan
+
     if vocab is None:
         vocab = make_vocab(lang)
     with_spaces = lang not in NO_SPACE_LANGS if spaces is None else spaces
@@ -300,7 +326,7 @@ def sentences_to_docs(
     return docs
 
 
-def docs_to_sentences(docs: Iterable[Doc]) -> List[Sentence]:
+def docs_to_sentences(docs: Iterable["Doc"]) -> List[Sentence]:
     """Sentences (by ``doc.sents`` when set, else whole docs) with their entities."""
     sentences: List[Sentence] = []
     for doc_id, doc in enumerate(docs):
@@ -317,9 +343,9 @@ def docs_to_sentences(docs: Iterable[Doc]) -> List[Sentence]:
     return sentences
 
 
-def write_column_file(docs: Iterable[Doc], path: PathLike, scheme: str = "bio", *, delimiter: str = " ") -> int:
+def write_column_file(docs: Iterable["Doc"], path: PathLike, scheme: str = "BIO", *, delimiter: str = " ") -> int:
     """Write ``docs`` as ``TOKEN TAG`` lines in ``scheme``; return the sentence count."""
-    name = check_scheme(scheme)
+    name = scheme_name(scheme)
     if delimiter not in (" ", "\t"):
         raise ValueError("delimiter must be ' ' or '\\t'")
     out: List[str] = []
@@ -357,8 +383,10 @@ def split_dev(items: Sequence[T], fraction: float, seed: int = 0) -> Tuple[List[
     return rest, dev
 
 
-def write_docbin(docs: Iterable[Doc], path: PathLike) -> Path:
+def write_docbin(docs: Iterable["Doc"], path: PathLike) -> Path:
     """Save ``docs`` as a ``.spacy`` DocBin file."""
+    from spacy.tokens import DocBin
+
     out = Path(path)
     DocBin(docs=docs, store_user_data=False).to_disk(out)
     return out
@@ -428,7 +456,7 @@ def convert(
     source = Path(input_path)
     out_dir = Path(output_dir)
     if scheme != "auto":
-        check_scheme(scheme)
+        scheme_name(scheme)
     _check_delimiter(delimiter)
     if n_sents < 1:
         raise ValueError(f"n_sents must be at least 1, got {n_sents}")

@@ -1,8 +1,7 @@
-"""Thinc layers wrapping the torch modules."""
+"""Plain Thinc layers over the torch modules; the registered architectures
+that build them are in :mod:`spacy_bilstm_crf.models`."""
 
-from .bilstm_encoder import BiLSTMEncoder
-from .crf import CRF, crf_decode
-from .idcnn_encoder import IDCNNEncoder, ResidualIDCNNEncoder
-from .no_encoder import NoEncoder
+from .crf import CRF, NonFiniteScoresError, crf_decode, set_tag_scheme
+from .encoder import torch_sequence_encoder
 
-__all__ = ["BiLSTMEncoder", "CRF", "IDCNNEncoder", "NoEncoder", "ResidualIDCNNEncoder", "crf_decode"]
+__all__ = ["CRF", "NonFiniteScoresError", "crf_decode", "set_tag_scheme", "torch_sequence_encoder"]

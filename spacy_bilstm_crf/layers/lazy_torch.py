@@ -5,10 +5,17 @@ learns them in ``init`` (the tok2vec's width, the number of tags). A lazy
 layer builds its ``PyTorchWrapper_v2`` child in ``init``. Before such a layer
 can load weights with ``from_bytes``, it must be built from saved dims:
 ``lazy_layer_dims`` and ``build_lazy_layers`` do that for a whole model.
+
+Everything a lazy layer keeps in ``attrs`` is a module-level function or a
+``functools.partial`` of one, so that pipelines pickle (``nlp.pipe`` with
+``n_process`` under the spawn start method, ``copy.deepcopy``).
 """
 
+import multiprocessing
+import os
 from typing import Any, Callable, Dict, List, Optional, cast
 
+import torch
 from thinc.api import Model, PyTorchWrapper_v2
 from thinc.shims import PyTorchShim
 from torch import nn
@@ -16,6 +23,35 @@ from torch import nn
 LAZY_FLAG = "spacy_bilstm_crf_lazy_torch"
 ModuleFactory = Callable[[Model], nn.Module]
 InferDims = Callable[[Model, Any, Any], None]
+
+
+def _one_thread_after_fork() -> None:
+    """In a forked child, run torch on one thread.
+
+    torch's CPU kernels use an OpenMP thread pool that does not survive
+    ``fork``: a forked child that runs a parallel kernel hangs forever (this
+    is what ``nlp.pipe(texts, n_process=2)`` did). One thread per worker also
+    keeps N workers on N cores instead of oversubscribing them.
+    """
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+_worker_threads_set_in: Optional[int] = None  # the pid of a child process already set up
+
+
+def one_thread_in_workers() -> None:
+    """In a multiprocessing child (a worker of ``nlp.pipe(n_process=N)``, also
+    under the spawn start method), run torch on one thread, once per process,
+    so that N workers use about N cores. A later ``torch.set_num_threads`` in
+    the worker wins."""
+    global _worker_threads_set_in
+    pid = os.getpid()
+    if _worker_threads_set_in != pid and multiprocessing.parent_process() is not None:
+        torch.set_num_threads(1)
+    _worker_threads_set_in = pid
 
 
 def lazy_torch_layer(
@@ -76,22 +112,25 @@ def torch_module(model: Model) -> nn.Module:
 
 
 def lazy_layer_dims(model: Model) -> List[Dict[str, int]]:
-    """The dims of each lazy layer in ``model``, in walk order."""
-    return [
-        {dim: node.get_dim(dim) for dim in node.dim_names if node.has_dim(dim)}
-        for node in model.walk()
-        if is_lazy_layer(node)
-    ]
+    """The dims of each built lazy layer in ``model``, in walk order; an empty
+    list when none is built (an uninitialized model)."""
+    nodes = [node for node in model.walk() if is_lazy_layer(node)]
+    if not any(node.layers for node in nodes):
+        return []
+    return [{dim: node.get_dim(dim) for dim in node.dim_names if node.has_dim(dim)} for node in nodes]
 
 
 def build_lazy_layers(model: Model, dims: List[Dict[str, int]]) -> None:
     """Build the unbuilt lazy layers of ``model`` from dims saved by
-    ``lazy_layer_dims``, so that ``model.from_bytes`` finds every layer."""
+    ``lazy_layer_dims``, so that ``model.from_bytes`` finds every layer.
+    An empty ``dims`` means the model was saved uninitialized: nothing to build."""
+    if not dims:
+        return
     nodes = [node for node in model.walk() if is_lazy_layer(node)]
     if len(nodes) != len(dims):
         raise ValueError(
-            f"Cannot rebuild the model: the saved settings describe {len(dims)} "
-            f"torch layers but the model has {len(nodes)}. Was it saved with a different config?"
+            f"the saved settings describe {len(dims)} torch layers but the model built from "
+            f"the config has {len(nodes)}: was it saved with a different config?"
         )
     for node, node_dims in zip(nodes, dims):
         if node.layers:

@@ -1,11 +1,40 @@
-"""Batching of per-document arrays for torch modules, and back."""
+"""Batching of per-document arrays for torch modules, and back.
 
-from typing import Any, Callable, List, Sequence, Tuple, cast
+Empty docs never reach a torch module: :func:`non_empty` picks the rows that
+have tokens, :func:`place` puts their results back among placeholders for the
+empty ones. Every layer of the package that runs torch on a batch of docs
+goes through these two.
+"""
+
+from typing import Any, Callable, List, Sequence, Tuple, TypeVar, cast
 
 import torch
 from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.shims import PyTorchShim
 from thinc.types import Floats2d, Floats3d
+
+from .lazy_torch import one_thread_in_workers
+
+T = TypeVar("T")
+
+
+def non_empty(items: Sequence[Any]) -> List[int]:
+    """Indices of the items that have at least one row."""
+    return [i for i, item in enumerate(items) if len(item)]
+
+
+def place(n_items: int, keep: Sequence[int], values: Sequence[T], empty: Callable[[int], T]) -> List[T]:
+    """A list of ``n_items``: ``values`` at the indices ``keep``, ``empty(i)`` elsewhere."""
+    out: List[Any] = [None] * n_items
+    for i, value in zip(keep, values):
+        out[i] = value
+    kept = set(keep)
+    return [value if i in kept else empty(i) for i, value in enumerate(out)]
+
+
+def shim_device(model: Model) -> torch.device:
+    """The torch device of a PyTorchWrapper layer."""
+    return cast(PyTorchShim, model.shims[0]).device
 
 
 def lengths_tensor(lengths: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -18,19 +47,24 @@ def padding_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
     return positions.unsqueeze(0) < lengths.unsqueeze(1)
 
 
+def pad_to_torch(model: Model, X: Sequence[Any], requires_grad: bool = False) -> torch.Tensor:
+    """Per-doc (T_i, ...) arrays, all non-empty -> one (B, T, ...) tensor on the layer's device."""
+    one_thread_in_workers()
+    return xp2torch(model.ops.pad(list(X)), requires_grad=requires_grad, device=shim_device(model))
+
+
 def convert_padded_inputs(
     model: Model, X: List[Floats2d], is_train: bool
 ) -> Tuple[ArgsKwargs, Callable[[ArgsKwargs], List[Floats2d]]]:
     """List of (T_i, W) arrays, all non-empty -> torch (B, T, W) and (B,) lengths."""
-    device = cast(PyTorchShim, model.shims[0]).device
     lengths = [len(x) for x in X]
-    padded = xp2torch(model.ops.pad(X), requires_grad=is_train, device=device)  # (B, T, W)
+    padded = pad_to_torch(model, X, requires_grad=is_train)  # (B, T, W)
 
     def backprop(d_inputs: ArgsKwargs) -> List[Floats2d]:
         d_padded = cast(Floats3d, torch2xp(d_inputs.args[0]))
         return cast(List[Floats2d], model.ops.unpad(d_padded, lengths))
 
-    return ArgsKwargs(args=(padded, lengths_tensor(lengths, device)), kwargs={}), backprop
+    return ArgsKwargs(args=(padded, lengths_tensor(lengths, shim_device(model))), kwargs={}), backprop
 
 
 def convert_padded_outputs(
@@ -38,35 +72,11 @@ def convert_padded_outputs(
 ) -> Tuple[List[Floats2d], Callable[[List[Floats2d]], ArgsKwargs]]:
     """torch (B, T, W) -> list of (T_i, W) arrays, cut to the input lengths."""
     X, Ytorch = X_Ytorch
-    device = cast(PyTorchShim, model.shims[0]).device
     lengths = [len(x) for x in X]
     Y = cast(List[Floats2d], model.ops.unpad(cast(Floats3d, torch2xp(Ytorch)), lengths))
 
     def backprop(dY: List[Floats2d]) -> ArgsKwargs:
-        d_padded = xp2torch(model.ops.pad(dY), device=device)  # (B, T, W)
+        d_padded = pad_to_torch(model, dY)  # (B, T, W)
         return ArgsKwargs(args=(Ytorch,), kwargs={"grad_tensors": d_padded.to(Ytorch.dtype)})
-
-    return Y, backprop
-
-
-def forward_non_empty(
-    model: Model, X: List[Any], is_train: bool, n_out: int, n_in: int
-) -> Tuple[List[Floats2d], Callable[[List[Floats2d]], List[Floats2d]]]:
-    """Run ``model.layers[0]`` on the non-empty sequences of ``X`` only, and
-    give empty ``(0, n_out)`` outputs (and ``(0, n_in)`` gradients) for the rest."""
-    ops = model.ops
-    keep = [i for i, x in enumerate(X) if len(x)]
-    Y: List[Floats2d] = [ops.alloc2f(0, n_out) for _ in X]
-    if not keep:
-        return Y, lambda dY: [ops.alloc2f(0, n_in) for _ in dY]
-    Y_kept, backprop_kept = model.layers[0]([X[i] for i in keep], is_train)
-    for i, y in zip(keep, Y_kept):
-        Y[i] = y
-
-    def backprop(dY: List[Floats2d]) -> List[Floats2d]:
-        dX: List[Floats2d] = [ops.alloc2f(0, n_in) for _ in dY]
-        for i, dx in zip(keep, backprop_kept([dY[i] for i in keep])):
-            dX[i] = dx
-        return dX
 
     return Y, backprop

@@ -1,5 +1,6 @@
-"""Registered model architectures."""
+"""Registered architectures: the CRF tagger and its context encoders."""
 
-from .crf_tagger import build_crf_tagger, get_crf
+from .crf_tagger import CRFTagger_v1, get_crf
+from .encoders import BiLSTMEncoder_v1, IDCNNEncoder_v1, IDCNNEncoder_v2, NoEncoder_v1
 
-__all__ = ["build_crf_tagger", "get_crf"]
+__all__ = ["BiLSTMEncoder_v1", "CRFTagger_v1", "IDCNNEncoder_v1", "IDCNNEncoder_v2", "NoEncoder_v1", "get_crf"]

@@ -11,7 +11,7 @@ from ..layers.crf import CRF, CRFInput
 
 
 @registry.architectures("spacy-bilstm-crf.CRFTagger.v1")
-def build_crf_tagger(
+def CRFTagger_v1(
     tok2vec: Model[List[Doc], List[Floats2d]],
     encoder: Model[List[Floats2d], List[Floats2d]],
     nO: Optional[int] = None,
@@ -19,13 +19,13 @@ def build_crf_tagger(
     """A CRF tagger: per-token emission scores over ``nO`` tags, from a linear
     layer over ``encoder(tok2vec(docs))``, and a linear-chain CRF on top.
 
-    The model's output is the emission scores; the CRF layer (ref ``"crf"``)
-    turns them into a loss (``get_crf(model)``) or a decoded tag sequence.
+    The model's output is the emission scores; the CRF layer (ref ``"crf"``,
+    see ``get_crf``) turns them into a loss or a decoded tag sequence.
 
     tok2vec (Model[List[Doc], List[Floats2d]]): Token vectors: a transformer
         listener, an inline transformer or a CNN tok2vec.
     encoder (Model[List[Floats2d], List[Floats2d]]): Context encoder:
-        BiLSTMEncoder.v1, IDCNNEncoder.v1 or NoEncoder.v1.
+        BiLSTMEncoder.v1, IDCNNEncoder.v2 (or .v1) or NoEncoder.v1.
     nO (Optional[int]): Number of tags; inferred when the component is initialized.
     """
     emission = Linear(nO=nO)

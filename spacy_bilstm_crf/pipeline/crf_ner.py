@@ -1,13 +1,12 @@
 """The ``crf_ner`` pipeline component: a CRF entity recognizer."""
 
-from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 import numpy
 import srsly
-import torch
 from spacy import util
+from spacy.attrs import IS_SPACE, SENT_START
 from spacy.errors import Errors
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
@@ -18,26 +17,31 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d, Ints1d
 
-from ..layers.crf import crf_decode
-from ..layers.lazy_torch import build_lazy_layers, lazy_layer_dims, torch_module
+from ..layers.crf import NonFiniteScoresError, NoValidPathError, crf_decode, set_tag_scheme
+from ..layers.lazy_torch import build_lazy_layers, lazy_layer_dims
 from ..models.crf_tagger import get_crf
-from ..modules.crf import ConditionalRandomField
 from ..optim import finish_update_scaled
 from ..tag_scheme import (
     OUTSIDE,
-    allowed_transitions,
-    biluo_to_scheme,
+    continuation_tags,
+    convert_biluo,
     make_tags,
+    scheme_name,
     spans_to_tags,
     split_tag,
     tag_index,
     tags_to_spans,
     validate_label,
-    validate_scheme,
 )
 
 UNKNOWN_TAG = -1
+# Tag schemes the CRF can tag in. IOB1 is a reading format only: whether its
+# B- opens an entity depends on the entity before it.
+TAGGING_SCHEMES = ("BILUO", "BIO", "BIOES", "BMES")
+INIT_SAMPLE_SIZE = 10
 
+# Only what differs from the registered functions' defaults is set here; the
+# encoder's settings are BiLSTMEncoder.v1's defaults.
 DEFAULT_CRF_NER_MODEL = """
 [model]
 @architectures = "spacy-bilstm-crf.CRFTagger.v1"
@@ -54,9 +58,6 @@ subword_features = true
 
 [model.encoder]
 @architectures = "spacy-bilstm-crf.BiLSTMEncoder.v1"
-hidden_width = 128
-depth = 1
-dropout = 0.1
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_CRF_NER_MODEL)["model"]
 
@@ -86,7 +87,7 @@ def make_crf_ner(
 
     model (Model[List[Doc], List[Floats2d]]): A CRF tagger
         (``spacy-bilstm-crf.CRFTagger.v1``).
-    scheme (str): Tag scheme of the CRF, "BILUO" or "BIO".
+    scheme (str): Tag scheme of the CRF: "BILUO" (default), "BIO", "BIOES" or "BMES".
     overwrite_ents (bool): Replace entities already set on the doc instead of
         keeping them and predicting around them.
     head_lr_scale (float): Factor on the optimizer's learning rate for this
@@ -106,16 +107,21 @@ def make_crf_ner(
 
 
 class CRFEntityRecognizer(TrainablePipe):
-    """Named entity recognizer with a linear-chain CRF over BILUO or BIO tags.
+    """Named entity recognizer with a linear-chain CRF over entity tags.
 
     Training: the loss is the CRF negative log-likelihood of the gold tags.
     Tokens whose gold annotation is missing (no entity information, or an
     entity that cannot be aligned to the predicted tokenization) are
     marginalised out, so they add no loss; they are never taken as ``O``.
 
-    Prediction: Viterbi decoding restricted to valid tag sequences. Entities
+    Prediction: Viterbi decoding restricted to well-formed tag sequences, and
+    to these rules, as spaCy's ``ner`` keeps them: no entity starts, ends or
+    lies on a whitespace-only token, and none crosses a sentence boundary
+    when the doc has sentence starts. In training the same rules shape the
+    CRF's lattice wherever the gold annotation agrees with them. Entities
     already on the doc are kept and predicted around (their tokens keep their
-    tags), unless ``overwrite_ents`` is set.
+    tags, and the next token does not continue them), unless
+    ``overwrite_ents`` is set.
     """
 
     def __init__(
@@ -129,14 +135,20 @@ class CRFEntityRecognizer(TrainablePipe):
         head_lr_scale: float = 1.0,
         scorer: Optional[Callable] = ner_score,
     ) -> None:
-        validate_scheme(scheme)
+        scheme = scheme_name(scheme)
+        if scheme not in TAGGING_SCHEMES:
+            raise ValueError(
+                f"Component {name!r} cannot tag in {scheme}: choose one of {', '.join(TAGGING_SCHEMES)} "
+                "(IOB1 data can be converted with `spacy-bilstm-crf convert`)."
+            )
         if not head_lr_scale > 0:
             raise ValueError(f"head_lr_scale must be positive, got {head_lr_scale}.")
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg: Dict = {
+        self._rehearsal_model: Optional[Model] = None
+        self.cfg: Dict[str, Any] = {
             "labels": [],
             "scheme": scheme,
             "overwrite_ents": overwrite_ents,
@@ -154,9 +166,13 @@ class CRFEntityRecognizer(TrainablePipe):
         return list(self.labels)
 
     @property
+    def scheme(self) -> str:
+        return self.cfg["scheme"]
+
+    @property
     def tags(self) -> List[str]:
         """The CRF's tags: ``O``, then a tag per prefix of the scheme per label."""
-        return make_tags(self.labels, self.cfg["scheme"])
+        return make_tags(self.labels, self.scheme)
 
     @property
     def is_initialized(self) -> bool:
@@ -184,7 +200,7 @@ class CRFEntityRecognizer(TrainablePipe):
         labels: Optional[Iterable[str]] = None,
     ) -> None:
         """Set the labels (given, or found in the examples) and initialize the
-        model on a sample of the examples."""
+        model on a sample of the examples that hold tokens."""
         validate_get_examples(get_examples, "CRFEntityRecognizer.initialize")
         if labels is not None:
             for label in labels:
@@ -202,14 +218,25 @@ class CRFEntityRecognizer(TrainablePipe):
         if self.model.has_dim("nO") and self.model.get_dim("nO") != n_tags:
             raise ValueError(
                 f"Component {self.name!r}: the model's nO is {self.model.get_dim('nO')}, but "
-                f"{len(self.labels)} labels in the {self.cfg['scheme']} scheme make {n_tags} tags. "
+                f"{len(self.labels)} labels in the {self.scheme} scheme make {n_tags} tags. "
                 "Leave nO unset in the config; it is inferred from the labels."
             )
-        doc_sample = [eg.x for eg in islice(get_examples(), 10)]
+        doc_sample = self._init_sample(get_examples)
+        set_tag_scheme(get_crf(self.model), self.tags, self.scheme)
         label_sample = [self.model.ops.alloc2f(len(doc), n_tags) for doc in doc_sample]
         self.model.initialize(X=doc_sample, Y=label_sample)
-        self._apply_constraints()
         self.cfg["torch_layer_dims"] = lazy_layer_dims(self.model)
+
+    def _init_sample(self, get_examples: Callable[[], Iterable[Example]]) -> List[Doc]:
+        sample: List[Doc] = []
+        for eg in get_examples():
+            if len(eg.x):
+                sample.append(eg.x)
+                if len(sample) == INIT_SAMPLE_SIZE:
+                    break
+        if not sample:
+            raise ValueError(Errors.E923.format(name=self.name) + " Every example's doc is empty.")
+        return sample
 
     def predict(self, docs: Iterable[Doc]) -> List[Ints1d]:
         """Tag ids of the best valid tag sequence of each doc."""
@@ -217,46 +244,22 @@ class CRFEntityRecognizer(TrainablePipe):
         if not any(len(doc) for doc in docs):
             return [self.model.ops.alloc1i(len(doc)) for doc in docs]
         scores = self.model.predict(docs)
-        constraints = None if self.cfg["overwrite_ents"] else [self._preset_tags(doc) for doc in docs]
-        return crf_decode(get_crf(self.model), scores, constraints)
+        try:
+            return crf_decode(get_crf(self.model), scores, self.decoding_constraints(docs))
+        except NonFiniteScoresError as exc:
+            raise ValueError(f"{Errors.E910.format(name=self.name)} {exc}") from None
 
     def set_annotations(self, docs: Iterable[Doc], tag_ids: Sequence[Ints1d]) -> None:
         """Set ``doc.ents`` from predicted tag ids; tokens outside entities get ``O``."""
         tags = self.tags
-        scheme = self.cfg["scheme"]
         for doc, ids in zip(docs, tag_ids):
-            spans = tags_to_spans([tags[i] for i in ids.tolist()], scheme)
+            spans = tags_to_spans([tags[i] for i in ids.tolist()], self.scheme)
             ents = [Span(doc, start, end, label=label) for start, end, label in spans]
             if not self.cfg["overwrite_ents"]:
                 preset = list(doc.ents)
                 seen = {(e.start, e.end, e.label_) for e in preset}
                 ents = preset + [e for e in ents if (e.start, e.end, e.label_) not in seen]
             doc.set_ents(ents, default="outside")
-
-    def update(
-        self,
-        examples: Iterable[Example],
-        *,
-        drop: float = 0.0,
-        sgd: Optional[Optimizer] = None,
-        losses: Optional[Dict[str, float]] = None,
-    ) -> Dict[str, float]:
-        """Learn from a batch of examples; add the CRF loss to ``losses``."""
-        if losses is None:
-            losses = {}
-        losses.setdefault(self.name, 0.0)
-        examples = list(examples)
-        validate_examples(examples, "CRFEntityRecognizer.update")
-        if not any(len(eg.predicted) for eg in examples):
-            return losses
-        set_dropout_rate(self.model, drop)
-        scores, backprop_scores = self.model.begin_update([eg.predicted for eg in examples])
-        loss, d_scores = self.get_loss(examples, scores)
-        backprop_scores(d_scores)
-        if sgd not in (None, False):
-            self.finish_update(sgd)
-        losses[self.name] += loss
-        return losses
 
     def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
         """CRF negative log-likelihood of the gold tags, summed over the batch,
@@ -265,70 +268,140 @@ class CRFEntityRecognizer(TrainablePipe):
         examples = list(examples)
         validate_examples(examples, "CRFEntityRecognizer.get_loss")
         gold = [self._gold_tags(eg, i) for i, eg in enumerate(examples)]
-        nll, backprop = get_crf(self.model).begin_update((scores, gold))
+        allowed = self._allowed_tags([eg.predicted for eg in examples], presets=False, gold=gold)
+        return self._crf_loss(scores, gold, allowed)
+
+    def _crf_loss(
+        self, scores: List[Floats2d], gold: List[Ints1d], allowed: Optional[List[numpy.ndarray]]
+    ) -> Tuple[float, List[Floats2d]]:
+        try:
+            nll, backprop = get_crf(self.model).begin_update((scores, gold, allowed))
+        except NonFiniteScoresError as exc:
+            raise ValueError(f"{Errors.E910.format(name=self.name)} {exc}") from None
+        except NoValidPathError as exc:
+            raise ValueError(
+                f"Component {self.name!r}: the gold tags of a training doc form no well-formed "
+                f"{self.scheme} sequence ({exc})."
+            ) from None
         loss = float(nll.sum(keepdims=False))
-        if numpy.isnan(loss):
+        if not numpy.isfinite(loss):
             raise ValueError(Errors.E910.format(name=self.name))
         d_scores = backprop(self.model.ops.xp.ones(len(nll), dtype="f"))
         return loss, cast(List[Floats2d], d_scores)
+
+    def rehearse(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Rehearsal update: the CRF loss of the tags that the model had when
+        ``nlp.resume_training()`` was called (its Viterbi paths on these docs),
+        so that training on new data does not make it forget them."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        if self._rehearsal_model is None:
+            raise ValueError(
+                f"Component {self.name!r} has no model to rehearse: call nlp.resume_training() "
+                "before nlp.rehearse(), so that it keeps a copy of the current model."
+            )
+        examples = list(examples)
+        validate_examples(examples, "CRFEntityRecognizer.rehearse")
+        docs = [eg.predicted for eg in examples]
+        if not any(len(doc) for doc in docs):
+            return losses
+        allowed = self._allowed_tags(docs, presets=False)
+        teacher = self._rehearsal_model
+        teacher_tags = crf_decode(get_crf(teacher), teacher.predict(docs), allowed)
+        set_dropout_rate(self.model, drop)
+        scores, backprop_scores = self.model.begin_update(docs)
+        loss, d_scores = self._crf_loss(scores, teacher_tags, allowed)
+        backprop_scores(d_scores)
+        if sgd not in (None, False):
+            self.finish_update(cast(Optimizer, sgd))
+        losses[self.name] += loss
+        return losses
 
     def finish_update(self, sgd: Optimizer) -> None:
         """Update the weights, the head's at ``head_lr_scale`` times the rate."""
         finish_update_scaled(self.model, sgd, self.cfg["head_lr_scale"], unscaled=self.model.get_ref("tok2vec"))
 
-    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "CRFEntityRecognizer":
-        self._validate_serialization_attrs()
-        deserializers = {
-            "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
-            "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
-            "model": self._load_model,
-        }
-        util.from_bytes(bytes_data, deserializers, exclude)
-        return self
+    # --- constraints -------------------------------------------------------
 
-    def from_disk(self, path: Path, *, exclude: Iterable[str] = tuple()) -> "CRFEntityRecognizer":
-        self._validate_serialization_attrs()
-        deserializers: Dict[str, Callable[[Path], Any]] = {
-            "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
-            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
-            "model": lambda p: self._load_model(Path(p).read_bytes()),
-        }
-        util.from_disk(path, deserializers, exclude)
-        return self
+    def decoding_constraints(self, docs: Sequence[Doc]) -> Optional[List[numpy.ndarray]]:
+        """The allowed-tag masks ``predict`` decodes within: per doc a (T, K)
+        bool array (whitespace tokens outside entities, no entity across a
+        sentence start, preset entities fixed unless ``overwrite_ents``), or
+        None when no doc of the batch restricts any token."""
+        return self._allowed_tags(docs, presets=not self.cfg["overwrite_ents"])
 
-    def _load_model(self, data: bytes) -> None:
-        # The torch layers are built once their sizes are known: build them
-        # from the saved sizes (cfg is read first) before loading weights.
-        build_lazy_layers(self.model, self.cfg["torch_layer_dims"])
-        try:
-            self.model.from_bytes(data)
-        except AttributeError:
-            raise ValueError(Errors.E149) from None
+    def _allowed_tags(
+        self, docs: Sequence[Doc], *, presets: bool, gold: Optional[Sequence[Ints1d]] = None
+    ) -> Optional[List[numpy.ndarray]]:
+        """Per doc a (T, K) bool mask of the tags each token may take, or None
+        for the whole batch when no doc restricts any token. With ``gold``, the
+        rules hold only where the gold tag is known and agrees with them: a
+        known gold tag is always allowed, and a token without gold annotation
+        may take any tag (so a gold entity around it stays possible)."""
+        masks = [self._doc_allowed_tags(doc, presets) for doc in docs]
+        if all(mask is None for mask in masks):
+            return None
+        n_tags = len(self.tags)
+        out: List[numpy.ndarray] = []
+        for i, (doc, mask) in enumerate(zip(docs, masks)):
+            if mask is None:
+                mask = numpy.ones((len(doc), n_tags), dtype=bool)
+            if gold is not None:
+                ids = numpy.asarray(gold[i])
+                known = ids >= 0
+                mask[~known] = True
+                mask[known, ids[known]] = True
+            out.append(mask)
+        return out
 
-    def _apply_constraints(self) -> None:
-        transitions, start, end = allowed_transitions(self.tags, self.cfg["scheme"])
-        crf = cast(ConditionalRandomField, torch_module(get_crf(self.model)))
-        crf.set_constraints(torch.from_numpy(transitions), torch.from_numpy(start), torch.from_numpy(end))
+    def _doc_allowed_tags(self, doc: Doc, presets: bool) -> Optional[numpy.ndarray]:
+        n_tokens = len(doc)
+        if n_tokens == 0:
+            return None
+        columns = doc.to_array([IS_SPACE, SENT_START]).reshape(n_tokens, 2)
+        space = columns[:, 0].astype(bool)
+        starts = numpy.nonzero(columns[:, 1] == 1)[0]
+        starts = starts[starts > 0]
+        fixed = presets and len(doc.ents) > 0
+        if not space.any() and not len(starts) and not fixed:
+            return None
+        continuing = continuation_tags(self.tags, self.scheme)  # (K,)
+        mask = numpy.ones((n_tokens, len(continuing)), dtype=bool)
+        mask[space] = False
+        mask[space, 0] = True  # whitespace tokens are outside every entity
+        mask[numpy.ix_(starts, continuing)] = False  # no entity crosses a sentence start
+        if fixed:
+            self._fix_preset_entities(doc, mask, continuing)
+        return mask
 
-    def _preset_tags(self, doc: Doc) -> Ints1d:
-        """Tag ids that preset entities fix (-1 elsewhere). Entities of labels
-        the component does not know keep their tokens outside its entities."""
-        index = tag_index(self.labels, self.cfg["scheme"])
-        fixed = numpy.full((len(doc),), UNKNOWN_TAG, dtype="int32")
+    def _fix_preset_entities(self, doc: Doc, mask: numpy.ndarray, continuing: numpy.ndarray) -> None:
+        """Tokens of entities already on the doc keep their tags (those of
+        unknown labels stay outside), and the token after one does not continue it."""
+        index = tag_index(self.labels, self.scheme)
         for ent in doc.ents:
+            mask[ent.start : ent.end] = False
             if ent.label_ in self.labels:
-                tags = spans_to_tags(len(ent), [(0, len(ent), ent.label_)], self.cfg["scheme"])
-                fixed[ent.start : ent.end] = [index[tag] for tag in tags]
+                tags = spans_to_tags(len(ent), [(0, len(ent), ent.label_)], self.scheme)
+                mask[numpy.arange(ent.start, ent.end), [index[tag] for tag in tags]] = True
             else:
-                fixed[ent.start : ent.end] = index[OUTSIDE]
-        return self.model.ops.asarray1i(cast(Ints1d, fixed))
+                mask[ent.start : ent.end, index[OUTSIDE]] = True
+            if ent.end < len(doc):
+                mask[ent.end, continuing] = False
 
     def _gold_tags(self, example: Example, position: int) -> Ints1d:
         """Gold tag id per predicted token; -1 where the annotation is missing."""
-        index = tag_index(self.labels, self.cfg["scheme"])
+        index = tag_index(self.labels, self.scheme)
         gold = numpy.full((len(example.predicted),), UNKNOWN_TAG, dtype="int32")
-        for i, tag in enumerate(example.get_aligned_ner()):
-            if tag in (None, "", "-"):
+        for i, tag in enumerate(convert_biluo(example.get_aligned_ner(), self.scheme)):
+            if tag is None:
                 continue
             label = split_tag(tag)[1]
             if label is not None and label not in self.labels:
@@ -337,5 +410,64 @@ class CRFEntityRecognizer(TrainablePipe):
                     f"labelled {label!r}, which is not a label of component {self.name!r} "
                     f"{list(self.labels)}. Initialize the component with the labels of the data."
                 )
-            gold[i] = index[biluo_to_scheme(tag, self.cfg["scheme"])]
+            gold[i] = index[tag]
         return self.model.ops.asarray1i(cast(Ints1d, gold))
+
+    # --- serialization -----------------------------------------------------
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "CRFEntityRecognizer":
+        self._validate_serialization_attrs()
+        deserializers = {
+            "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
+            "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
+            "model": lambda b: self._load_model(b, "the model bytes"),
+        }
+        util.from_bytes(bytes_data, deserializers, exclude)
+        return self
+
+    def from_disk(self, path: Path, *, exclude: Iterable[str] = tuple()) -> "CRFEntityRecognizer":
+        self._validate_serialization_attrs()
+        path = Path(path)
+        deserializers: Dict[str, Callable[[Path], Any]] = {
+            "cfg": self._load_cfg,
+            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
+            "model": lambda p: self._load_model(self._read(Path(p)), str(p)),
+        }
+        util.from_disk(path, deserializers, exclude)
+        return self
+
+    def _read(self, path: Path) -> bytes:
+        if not path.is_file():
+            raise ValueError(f"Cannot load component {self.name!r}: {path} is missing.")
+        return path.read_bytes()
+
+    def _load_cfg(self, path: Path) -> None:
+        try:
+            cfg = srsly.json_loads(self._read(Path(path)))
+        except ValueError as exc:
+            raise ValueError(f"Cannot load component {self.name!r}: {path} is not valid JSON ({exc}).") from None
+        self.cfg.update(cfg)
+
+    def _load_model(self, data: bytes, source: str) -> None:
+        """Build the torch layers from the saved sizes (cfg is read first),
+        then load the weights; a damaged or mismatched file gets an error that
+        names the component and the file."""
+        where = f"component {self.name!r} from {source}"
+        try:
+            build_lazy_layers(self.model, self.cfg["torch_layer_dims"])
+            self.model.from_bytes(data)
+        except AttributeError:
+            raise ValueError(Errors.E149) from None
+        except Exception as exc:  # msgpack, Thinc and torch raise many kinds here
+            raise ValueError(
+                f"Cannot load {where}: the file is damaged or was saved with a different config "
+                f"(model architecture, encoder or labels). {type(exc).__name__}: {exc}"
+            ) from None
+        if self.is_initialized:
+            crf = get_crf(self.model)
+            if crf.get_dim("nO") != len(self.tags):
+                raise ValueError(
+                    f"Cannot load {where}: its cfg names {len(self.labels)} labels "
+                    f"({len(self.tags)} {self.scheme} tags) but the saved CRF has {crf.get_dim('nO')} tags."
+                )
+            set_tag_scheme(crf, self.tags, self.scheme)

@@ -13,7 +13,6 @@ ENC = {
  "bilstm": {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 8, "dropout": 0.0},
  "idcnn_v1": {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1", "width": 16, "iterations": 2, "dropout": 0.0},
  "idcnn_v2": {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2", "width": 16, "iterations": 2, "dropout": 0.0},
- "none": {"@architectures": "spacy-bilstm-crf.NoEncoder.v1"},
 }
 TEXTS = ["Alice lives in Paris", "Bob works at Google in London", "Google hired Alice", "New York is big",
          "Alice and Bob visited London and Paris", "Nothing to see here", "", "Paris"]
