@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -120,19 +121,24 @@ def run(command: List[str], **kwargs: Any) -> subprocess.CompletedProcess:
     return result
 
 
-def start_ray(work: Path) -> str:
-    """A local Ray cluster with every CPU; its address. A fresh token, set
-    before ray is imported, lets the annotate processes join it."""
+@contextmanager
+def ray_cluster(wanted: bool) -> Iterator[Optional[str]]:
+    """A local Ray cluster with every CPU, or None if not ``wanted``; its
+    address. A fresh token, set before ray is imported, lets the annotate
+    processes join it. Stopped, and its temporary folder removed, at the end."""
+    if not wanted:
+        yield None
+        return
     os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
     import ray
 
-    ray.init(
-        num_cpus=os.cpu_count(),
-        include_dashboard=False,
-        log_to_driver=False,
-        _temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"),
-    )
-    return str(ray.get_runtime_context().gcs_address)
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit
+    try:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
+        yield str(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def annotate_run(
@@ -258,8 +264,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     model = args.model.resolve() if args.model else train_model(args.work, args.corpus, args.train_steps)
     docs = args.work / f"docs-{args.docs}.jsonl"
     corpus = write_docs(docs, args.corpus, args.docs)
-    ray_address = start_ray(args.work) if any(name.startswith("ray") for name in names) else None
-    runs = {name: annotate_run(name, model, docs, corpus["characters"], args.work, args, ray_address) for name in names}
+    with ray_cluster(any(name.startswith("ray") for name in names)) as address:
+        runs = {name: annotate_run(name, model, docs, corpus["characters"], args.work, args, address) for name in names}
+        ray_cpus = os.cpu_count() if address else None
     reference = records(args.work / "outputs" / f"{names[0]}.jsonl")
     same = all(records(args.work / "outputs" / f"{name}.jsonl") == reference for name in names[1:])
     if not same:
@@ -284,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "batch_size": args.batch_size,
             "shard_size": args.shard_size,
             "torch_threads": args.torch_threads,
-            "ray_cluster_cpus": os.cpu_count() if ray_address else None,
+            "ray_cluster_cpus": ray_cpus,
         },
         "runs": list(runs.values()),
         "same_records_everywhere": same,

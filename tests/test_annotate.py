@@ -163,14 +163,14 @@ def ray_cluster() -> Iterator[str]:
     import ray
 
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=256 * 2**20,
-        _temp_dir=temp_dir,
-        log_to_driver=False,
-    )
     try:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=256 * 2**20,
+            _temp_dir=temp_dir,
+            log_to_driver=False,
+        )
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
