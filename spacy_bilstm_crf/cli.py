@@ -23,6 +23,111 @@ def _positive(text: str) -> int:
     return value
 
 
+def _nonnegative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
+def _add_annotate(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Command:
+    parser = subparsers.add_parser(
+        "annotate",
+        help="annotate a corpus of any size with a pipeline, locally or on a Ray cluster",
+        description=(
+            "Run a pipeline over INPUT (JSONL, one object per line; plain text, one document per line, "
+            "its id the line number; or Parquet, a file or a folder of them) and write the entities of "
+            "each record to the folder OUTPUT: part files (JSONL or Parquet, by OUTPUT's suffix or "
+            "--format) of {ID_FIELD, entities: [{start, end, label, text}]}, _rejects.jsonl (each bad "
+            "record's file, line or row, and reason), _summary.json, and _manifest.jsonl, the input shards "
+            "done. Run the same command again after a crash to resume: every record ends up in the "
+            "output or the rejects exactly once."
+        ),
+    )
+    parser.add_argument("model", metavar="MODEL", help="a pipeline folder or installed package name")
+    parser.add_argument("input", type=Path, metavar="INPUT", help="a .jsonl or .txt file, or Parquet file or folder")
+    parser.add_argument("output", type=Path, metavar="OUTPUT", help="output folder, e.g. annotated.jsonl/")
+    parser.add_argument("--input-format", choices=("auto", "jsonl", "text", "parquet"), default="auto")
+    parser.add_argument(
+        "--format", dest="output_format", choices=("auto", "jsonl", "parquet"), default="auto", help="output format"
+    )
+    parser.add_argument("--text-field", default="text", metavar="NAME", help="field with the text (default text)")
+    parser.add_argument("--id-field", default="id", metavar="NAME", help="field with the record's id (default id)")
+    parser.add_argument("--batch-size", type=_positive, default=64, metavar="N", help="docs per batch (default 64)")
+    parser.add_argument(
+        "--n-process", type=_positive, default=1, metavar="N", help="local engine: processes (default 1)"
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=_positive,
+        default=10_000,
+        metavar="N",
+        help="records per shard, the unit of resuming (default 10000; Parquet shards are whole row groups)",
+    )
+    parser.add_argument("--engine", choices=("local", "ray"), default="local", help="default local")
+    parser.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="ray: cluster to join (auto, ray://host:10001); default: start one",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="ray: annotating workers (default: fit the cluster)",
+    )
+    parser.add_argument(
+        "--gpu-per-worker", type=_nonnegative_float, default=0.0, metavar="F", help="ray: GPUs per worker (default 0)"
+    )
+    parser.add_argument(
+        "--spans-key",
+        default=None,
+        metavar="KEY",
+        help="add each entity's confidence from the scored spans the pipeline puts in doc.spans[KEY]",
+    )
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad record instead of rejecting it")
+    parser.add_argument(
+        "--code", type=Path, default=None, metavar="PATH", help="Python file to import first (custom components)"
+    )
+    parser.add_argument(
+        "--log-every",
+        type=_nonnegative_float,
+        default=30.0,
+        metavar="S",
+        help="seconds between progress lines when not on a terminal (default 30)",
+    )
+    return _run_annotate
+
+
+def _run_annotate(args: argparse.Namespace) -> int:
+    from .annotate import AnnotateSettings, annotate
+
+    settings = AnnotateSettings(
+        model=args.model,
+        input=args.input,
+        output=args.output,
+        input_format=args.input_format,
+        output_format=args.output_format,
+        text_field=args.text_field,
+        id_field=args.id_field,
+        batch_size=args.batch_size,
+        n_process=args.n_process,
+        shard_size=args.shard_size,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
+        gpu_per_worker=args.gpu_per_worker,
+        spans_key=args.spans_key,
+        strict=args.strict,
+        code=args.code,
+        log_every=args.log_every,
+    )
+    print(annotate(settings).format())
+    return 0
+
+
 def _scheme(text: str) -> str:
     """``auto`` or a tag scheme's canonical name (any case, or an accepted spelling)."""
     from .tag_scheme import scheme_name
@@ -201,6 +306,7 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, Command]]:
     parser = argparse.ArgumentParser(prog=PROG, description="BiLSTM-CRF NER for spaCy.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands: Dict[str, Command] = {
+        "annotate": _add_annotate(subparsers),
         "convert": _add_convert(subparsers),
         "fetch": _add_fetch(subparsers),
         "predict": _add_predict(subparsers),

@@ -1,0 +1,152 @@
+"""The Ray engine: Ray Data reads the pending shards (``ShardDatasource``),
+``map_batches`` annotates them in workers that each load the pipeline once
+(``PipelineAnnotator``), and Ray's writers write the output.
+
+Shards go through in waves of a few per worker; a wave's files are staged and
+committed to the manifest when the whole wave is written, so a killed job
+redoes at most the waves it had not committed."""
+
+import logging
+from collections import Counter
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .output import OutputFolder
+from .progress import Progress
+from .ray_columns import ENTITIES, FILE, NUMBER, POSITION, REASON
+from .ray_resources import WorkerSizing, size_workers
+from .ray_source import ShardDatasource
+from .ray_worker import PipelineAnnotator
+from .records import Location, Reject, RejectedRecordError, Unit
+from .settings import AnnotateSettings
+from .shards import Plan, Shard
+
+SHARDS_PER_WORKER_PER_WAVE = 4
+
+
+def run_ray(
+    plan: Plan, pending: Sequence[Shard], settings: AnnotateSettings, output: OutputFolder, progress: Progress
+) -> None:
+    """Annotate ``pending`` on the Ray cluster at ``settings.address``, or on a
+    local one started (and stopped) here."""
+    import ray
+
+    started = _connect(settings.address)
+    try:
+        _quiet_ray_data()
+        resources = ray.cluster_resources()
+        sizing = size_workers(
+            resources.get("CPU", 0.0), resources.get("GPU", 0.0), settings.workers, settings.gpu_per_worker
+        )
+        per_wave = SHARDS_PER_WORKER_PER_WAVE * sizing.workers
+        for start in range(0, len(pending), per_wave):
+            wave = pending[start : start + per_wave]
+            _run_wave(plan, wave, settings, sizing, output)
+            progress.advance(sum(shard.size for shard in wave))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run_wave(
+    plan: Plan, wave: Sequence[Shard], settings: AnnotateSettings, sizing: WorkerSizing, output: OutputFolder
+) -> None:
+    import ray
+    from ray.data.expressions import col
+
+    fields = plan.fields
+    source = ShardDatasource(plan.input_format, wave, fields, settings.strict)
+    annotator_settings = {
+        "model": settings.model,
+        "fields": fields,
+        "batch_size": settings.batch_size,
+        "spans_key": settings.spans_key,
+        "code": str(settings.code) if settings.code else None,
+        "gpu": sizing.gpus_per_worker > 0,
+    }
+    dataset = ray.data.read_datasource(source, num_cpus=sizing.task_cpus).map_batches(
+        PipelineAnnotator,
+        fn_constructor_kwargs=annotator_settings,
+        batch_size=settings.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=sizing.workers),
+        num_cpus=sizing.cpus_per_worker,
+        num_gpus=sizing.gpus_per_worker or None,
+    )
+    try:
+        annotated = dataset.materialize()
+    except Exception as exc:
+        rejected = _rejected_record(exc)
+        if rejected is not None:
+            raise rejected from None
+        raise
+    count, entities, rejects = _tally(annotated, "row" if plan.input_format == "parquet" else "line")
+    staging = output.staging / f"wave-{wave[0].index:06d}"
+    if count:
+        good = annotated.filter(expr=col(REASON).is_null(), num_cpus=sizing.task_cpus) if rejects else annotated
+        good = good.select_columns([fields.id, ENTITIES], num_cpus=sizing.task_cpus)
+        remote_args = {"num_cpus": sizing.task_cpus}
+        if output.output_format == "jsonl":
+            good.write_json(str(staging), force_ascii=False, ray_remote_args=remote_args)
+        else:
+            good.write_parquet(str(staging), ray_remote_args=remote_args)
+    staged = sorted(staging.iterdir()) if staging.exists() else []
+    output.commit(wave, staged, rejects, count, entities)
+
+
+def _tally(annotated: Any, unit: Unit) -> Tuple[int, Dict[str, int], List[Reject]]:
+    """Docs annotated, entities per label and the rejects of an annotated wave."""
+    import pyarrow.compute as pc
+
+    count = 0
+    entities: Counter = Counter()
+    rejects: List[Reject] = []
+    for batch in annotated.iter_batches(batch_format="pyarrow", batch_size=None):
+        is_good = pc.is_null(batch.column(REASON))
+        good = batch.filter(is_good)
+        count += good.num_rows
+        labels = pc.struct_field(pc.list_flatten(good.column(ENTITIES)), "label")
+        for item in pc.value_counts(labels).to_pylist():
+            entities[item["values"]] += item["counts"]
+        for row in batch.filter(pc.invert(is_good)).select([POSITION, FILE, NUMBER, REASON]).to_pylist():
+            rejects.append(Reject(row[POSITION], Location(row[FILE], unit, row[NUMBER]), row[REASON]))
+    return count, dict(entities), rejects
+
+
+def _connect(address: Optional[str]) -> bool:
+    """Connect to the cluster at ``address``, or start a local one; True when
+    this call did either (and the engine must shut Ray down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def _quiet_ray_data() -> None:
+    """No Ray progress bars or per-dataset log lines: the engine reports progress."""
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+def _rejected_record(error: BaseException) -> Optional[RejectedRecordError]:
+    """The ``--strict`` error inside the error a Ray task raised, if that is
+    what failed the wave."""
+    stack: List[Optional[BaseException]] = [error]
+    seen = set()
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        reject = getattr(current, "reject", None)
+        if isinstance(current, RejectedRecordError) and isinstance(reject, Reject):
+            return RejectedRecordError(reject)
+        stack += [getattr(current, "cause", None), current.__cause__, current.__context__]
+    return None

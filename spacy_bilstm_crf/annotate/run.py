@@ -1,0 +1,88 @@
+"""One run of ``annotate``: plan the input, open the output folder, annotate
+the shards not done yet with the chosen engine, finish the job."""
+
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Dict, TextIO
+
+from .fields import Fields
+from .formats import OutputFormat, input_format, output_format
+from .output import OutputFolder
+from .parquet import import_pyarrow
+from .plan import make_plan
+from .progress import Progress
+from .settings import AnnotateSettings
+from .shards import Plan
+from .summary import Summary, summarize
+
+
+def annotate(settings: AnnotateSettings, stream: TextIO = sys.stderr) -> Summary:
+    """Annotate ``settings.input`` into the folder ``settings.output``, or resume
+    the job that folder holds; progress goes to ``stream``."""
+    started = time.monotonic()
+    settings.check()
+    source_format = input_format(settings.input, settings.input_format)
+    target_format = output_format(settings.output, settings.output_format)
+    if "parquet" in (source_format, target_format) or settings.engine == "ray":
+        import_pyarrow()
+    if settings.engine == "ray":
+        _import_ray()
+    settings = replace(settings, model=_resolve_model(settings.model))
+    fields = Fields(settings.text_field, settings.id_field)
+    plan = make_plan(settings.input, source_format, fields, settings.shard_size)
+    output = OutputFolder(settings.output, target_format, job_description(plan, settings, target_format))
+    try:
+        done = output.manifest.done_shards
+        pending = [shard for shard in plan.shards if shard.index not in done]
+        docs_this_run = sum(shard.size for shard in pending)
+        progress = Progress(docs_this_run, stream=stream, bar=settings.progress_bar, log_every=settings.log_every)
+        try:
+            if pending and settings.engine == "local":
+                from .local import run_local
+
+                run_local(plan, pending, settings, output, progress)
+            elif pending:
+                from .ray_engine import run_ray
+
+                run_ray(plan, pending, settings, output, progress)
+        finally:
+            progress.close()
+        wall_s = time.monotonic() - started
+        summary = summarize(str(settings.output), output.manifest.commits, docs_this_run, wall_s, settings.engine)
+        if summary.docs_in != plan.total:
+            raise RuntimeError(f"{summary.docs_in} records committed, {plan.total} in the input")
+        output.finalize(summary.to_json())
+    finally:
+        output.close()
+    return summary
+
+
+def job_description(plan: Plan, settings: AnnotateSettings, target_format: OutputFormat) -> Dict[str, Any]:
+    """What a job's output depends on; a resumed run must match it."""
+    return {
+        "inputs": [asdict(file) for file in plan.files],
+        "input_format": plan.input_format,
+        "text_field": plan.fields.text,
+        "id_field": plan.fields.id,
+        "id_type": plan.fields.id_type,
+        "shard_size": settings.shard_size,
+        "output_format": target_format,
+        "model": settings.model,
+        "spans_key": settings.spans_key,
+    }
+
+
+def _resolve_model(model: str) -> str:
+    """A pipeline folder as an absolute path (workers may run elsewhere); a
+    package name as it is."""
+    path = Path(model)
+    return str(path.resolve()) if path.exists() else model
+
+
+def _import_ray() -> None:
+    try:
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise ValueError('--engine ray needs Ray Data: pip install "spacy-bilstm-crf[ray]"') from exc

@@ -1,0 +1,594 @@
+"""``spacy-bilstm-crf annotate``: formats, rejects, resuming after kill -9, and
+equal output from the local engine (1 and 2 processes) and the Ray engine."""
+
+import importlib.util
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+import spacy
+from spacy.language import Language
+from spacy.training import Example
+from thinc.api import fix_random_seed
+
+from spacy_bilstm_crf.annotate import AnnotateSettings, annotate
+from spacy_bilstm_crf.annotate import lines as lines_module
+from spacy_bilstm_crf.annotate.lines import line_ranges, read_lines
+from spacy_bilstm_crf.annotate.progress import Progress
+from spacy_bilstm_crf.annotate.ray_resources import size_workers
+from spacy_bilstm_crf.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CLI_TIMEOUT = 240
+
+PEOPLE = ["Alice", "Bob", "Carol", "Dave"]
+CITIES = ["Paris", "London", "Berlin"]
+COMPANIES = ["Google", "Siemens"]
+TEMPLATES = ["{PER} lives in {LOC}", "{PER} works at {ORG} in {LOC}", "{ORG} hired {PER}", "Nothing to see here"]
+
+TOK2VEC = {
+    "@architectures": "spacy.HashEmbedCNN.v2",
+    "pretrained_vectors": None,
+    "width": 32,
+    "depth": 2,
+    "embed_size": 500,
+    "window_size": 1,
+    "maxout_pieces": 2,
+    "subword_features": True,
+}
+ENCODER = {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 32, "dropout": 0.0}
+
+# Imported by the test and, through --code, by the annotate command.
+CUSTOM_COMPONENTS = '''
+import time
+
+from spacy.language import Language
+from spacy.tokens import Span, SpanGroup
+
+SCORES = {"PER": 0.9, "LOC": 0.123456789}
+
+
+@Language.component("annotate_test_slow")
+def slow_down(doc):
+    """Makes a run slow enough to be killed half-way."""
+    time.sleep(0.004)
+    return doc
+
+
+@Language.component("annotate_test_scores")
+def score_spans(doc):
+    """Scored spans under doc.spans["scored"]: each PER or LOC entity (ORG ones
+    get none), and one span that is no entity."""
+    spans = [Span(doc, e.start, e.end, label=e.label_) for e in doc.ents if e.label_ in SCORES]
+    scores = [SCORES[span.label_] for span in spans]
+    spans.append(Span(doc, 0, 1, label="MISC"))
+    scores.append(0.5)
+    doc.spans["scored"] = SpanGroup(doc, name="scored", spans=spans, attrs={"scores": scores})
+    return doc
+'''
+
+
+def sentence(number: int) -> Tuple[str, List[Tuple[int, int, str]]]:
+    """The ``number``-th sentence of the tiny corpus, with its entities."""
+    names = {"PER": PEOPLE[number % 4], "LOC": CITIES[number % 3], "ORG": COMPANIES[number % 2]}
+    text, entities = "", []
+    for piece in re.split(r"(\{[A-Z]+\})", TEMPLATES[number % 4]):
+        if piece.startswith("{"):
+            label = piece[1:-1]
+            entities.append((len(text), len(text) + len(names[label]), label))
+            piece = names[label]
+        text += piece
+    return text, entities
+
+
+def expected_record(number: int, id_field: str = "id", record_id: Any = None) -> Dict[str, Any]:
+    """What a pipeline that learned the tiny corpus outputs for a sentence."""
+    text, entities = sentence(number)
+    found = [{"start": s, "end": e, "label": label, "text": text[s:e]} for s, e, label in entities]
+    return {id_field: number if record_id is None else record_id, "entities": found}
+
+
+# --- fixtures ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def custom_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("code") / "components.py"
+    path.write_text(CUSTOM_COMPONENTS, encoding="utf8")
+    spacy.util.import_file("annotate_test_components", path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_nlp() -> Language:
+    """crf_ner with a tiny tok2vec, trained on 12 sentences until it gets them right."""
+    nlp = spacy.blank("en")
+    model = {"@architectures": "spacy-bilstm-crf.CRFTagger.v1", "tok2vec": TOK2VEC, "encoder": ENCODER}
+    nlp.add_pipe("crf_ner", config={"model": model})
+    examples = [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in map(sentence, range(12))]
+    fix_random_seed(0)
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(30):
+        nlp.update(examples, sgd=optimizer)
+    return nlp
+
+
+@pytest.fixture(scope="session")
+def model(trained_nlp: Language, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "pipeline"
+    trained_nlp.to_disk(path)
+    return path
+
+
+def _with_component(trained_nlp: Language, component: str, path: Path) -> Path:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("crf_ner", source=trained_nlp)
+    nlp.add_pipe(component)
+    nlp.to_disk(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def slow_model(trained_nlp: Language, custom_code: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _with_component(trained_nlp, "annotate_test_slow", tmp_path_factory.mktemp("slow") / "pipeline")
+
+
+@pytest.fixture(scope="session")
+def scored_model(trained_nlp: Language, custom_code: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _with_component(trained_nlp, "annotate_test_scores", tmp_path_factory.mktemp("scored") / "pipeline")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A local 2-CPU Ray cluster for the test session; its address. Token
+    authentication with a fresh token in the environment, which the annotate
+    subprocesses inherit."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (the ray extra)")
+    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    # Before importing ray: it reads the token once.
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+    import ray
+
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit
+    try:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=256 * 2**20,
+            _temp_dir=temp_dir,
+            log_to_driver=False,
+        )
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def write_jsonl(path: Path, numbers: range, id_field: str = "id", text_field: str = "text") -> Path:
+    with path.open("w", encoding="utf8") as file:
+        for number in numbers:
+            file.write(json.dumps({id_field: number, text_field: sentence(number)[0]}) + "\n")
+    return path
+
+
+def run(model: Path, source: Path, output: Path, **settings: Any) -> Any:
+    """Annotate in this process; the summary."""
+    return annotate(AnnotateSettings(str(model), source, output, **settings), stream=io.StringIO())
+
+
+def cli_env() -> Dict[str, str]:
+    """The environment of annotate subprocesses: one torch thread (on a busy
+    machine torch's default, a thread per core, makes small batches many times
+    slower), and whatever the Ray fixture set."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def run_cli(*args: Any, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
+    """``spacy-bilstm-crf annotate ARGS`` in a subprocess, bounded in time."""
+    command = [sys.executable, "-m", "spacy_bilstm_crf", "annotate", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=cli_env())
+
+
+def output_records(folder: Path) -> List[Dict[str, Any]]:
+    """The records of every part file of an output folder, sorted by id."""
+    records: List[Dict[str, Any]] = []
+    for part in sorted(folder.glob("part-*")):
+        if part.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            records.extend(pq.read_table(part).to_pylist())
+        else:
+            records.extend(json.loads(line) for line in part.read_text(encoding="utf8").splitlines())
+    return sorted(records, key=lambda record: record[next(iter(record))])
+
+
+def rejects(folder: Path) -> List[Dict[str, Any]]:
+    return [json.loads(line) for line in (folder / "_rejects.jsonl").read_text(encoding="utf8").splitlines()]
+
+
+def manifest_entries(folder: Path) -> List[Dict[str, Any]]:
+    path = folder / "_manifest.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines() if line.endswith("}")]
+
+
+def kill_after_commits(command: List[str], output: Path, commits: int, timeout: float = CLI_TIMEOUT) -> None:
+    """Start ``command``, ``kill -9`` it once ``output`` has ``commits`` commits,
+    and check that it had not finished."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env())
+    deadline = time.monotonic() + timeout
+    try:
+        while sum("commit" in entry for entry in manifest_entries(output)) < commits:
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert time.monotonic() < deadline, "no commits in time"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if process.stderr:
+            process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    assert not any(entry.get("finished") for entry in manifest_entries(output))
+
+
+def annotate_command(*args: Any) -> List[str]:
+    return [sys.executable, "-m", "spacy_bilstm_crf", "annotate", *map(str, args)]
+
+
+# --- formats ----------------------------------------------------------------
+
+
+def test_jsonl_in_jsonl_out(model: Path, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", range(12))
+    summary = run(model, source, tmp_path / "out.jsonl", shard_size=5)
+    assert output_records(tmp_path / "out.jsonl") == [expected_record(n) for n in range(12)]
+    assert sorted(p.name for p in (tmp_path / "out.jsonl").iterdir()) == [
+        "_lock",
+        "_manifest.jsonl",
+        "_rejects.jsonl",
+        "_summary.json",
+        "part-000000-000.jsonl",
+        "part-000001-000.jsonl",
+        "part-000002-000.jsonl",
+    ]
+    assert rejects(tmp_path / "out.jsonl") == []
+    assert (summary.docs_in, summary.annotated, summary.rejected) == (12, 12, 0)
+    assert summary.entities == {"LOC": 6, "ORG": 6, "PER": 9}
+    saved = json.loads((tmp_path / "out.jsonl" / "_summary.json").read_text())
+    assert saved["entities"] == summary.entities and saved["docs_in"] == 12
+
+
+def test_text_in_parquet_out_ids_are_line_numbers(model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    texts = [sentence(n)[0] for n in range(5)]
+    lines = [texts[0], texts[1], "", texts[2], "   ", texts[3] + "\r", texts[4]]  # a CRLF line end too
+    source = tmp_path / "in.txt"
+    source.write_bytes("\n".join(lines).encode("utf8") + b"\n\xff\xfe\n")
+    summary = run(model, source, tmp_path / "out.parquet")
+    assert output_records(tmp_path / "out.parquet") == [
+        expected_record(n, record_id=line) for n, line in zip(range(5), [1, 2, 4, 6, 7])
+    ]
+    assert rejects(tmp_path / "out.parquet") == [
+        {"file": str(source), "line": 3, "reason": "empty line"},
+        {"file": str(source), "line": 5, "reason": "line is only whitespace"},
+        {"file": str(source), "line": 8, "reason": "not UTF-8 (byte 1 of the line is 0xff)"},
+    ]
+    assert (summary.docs_in, summary.annotated, summary.rejected) == (8, 5, 3)
+
+
+def test_parquet_file_and_folder_in(model: Path, tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first = {"doc_id": ["a", "b", None, "c", "d"], "body": [sentence(0)[0], sentence(1)[0], "x", None, ""]}
+    pq.write_table(pa.table(first), folder / "0.parquet", row_group_size=2)
+    pq.write_table(pa.table({"doc_id": ["e"], "body": [sentence(2)[0]]}), folder / "1.parquet")
+    settings = {"id_field": "doc_id", "text_field": "body", "shard_size": 1}
+    summary = run(model, folder, tmp_path / "out.jsonl", **settings)
+    assert output_records(tmp_path / "out.jsonl") == [
+        expected_record(0, "doc_id", "a"),
+        expected_record(1, "doc_id", "b"),
+        expected_record(2, "doc_id", "e"),
+    ]
+    file = str(folder / "0.parquet")
+    assert rejects(tmp_path / "out.jsonl") == [
+        {"file": file, "row": 2, "reason": "id field 'doc_id' is null, not a string or an integer"},
+        {"file": file, "row": 3, "reason": "text field 'body' is null"},
+        {"file": file, "row": 4, "reason": "text field 'body' is empty"},
+    ]
+    assert (summary.docs_in, summary.rejected) == (6, 3)
+    # One shard per row group (shard size 1): 3 + 1 commits.
+    assert sum("commit" in entry for entry in manifest_entries(tmp_path / "out.jsonl")) == 4
+    run(model, folder / "1.parquet", tmp_path / "one.parquet", **settings)
+    assert output_records(tmp_path / "one.parquet") == [expected_record(2, "doc_id", "e")]
+
+
+def test_parquet_schema_errors_name_the_file(model: Path, tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": [1], "body": ["x"]}), tmp_path / "a.parquet")
+    with pytest.raises(ValueError, match=r"a\.parquet: no column 'text' \(columns: id, body\)"):
+        run(model, tmp_path / "a.parquet", tmp_path / "out.jsonl")
+    pq.write_table(pa.table({"id": [1.5], "text": ["x"]}), tmp_path / "b.parquet")
+    with pytest.raises(ValueError, match=r"b\.parquet: id column 'id' is double, not an integer or a string"):
+        run(model, tmp_path / "b.parquet", tmp_path / "out2.jsonl")
+
+
+def test_unknown_suffixes_are_refused(model: Path, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", range(2))
+    with pytest.raises(ValueError, match="cannot tell the output format from the suffix '.out'"):
+        run(model, source, tmp_path / "annotated.out")
+    run(model, source, tmp_path / "annotated.out", output_format="parquet")
+    assert len(output_records(tmp_path / "annotated.out")) == 2
+
+
+# --- bad records --------------------------------------------------------------
+
+BAD_LINES = [
+    (b'{"id": 1, "text": "Alice lives in Paris"}', None),  # sentence(0)
+    (b'{"id": 2, "text": "Bob lives in London"', "invalid JSON: Expecting ',' delimiter (column 40)"),
+    (b'{"id": 3, "text": "Caf\xe9"}', "not UTF-8 (byte 23 of the line is 0xe9)"),
+    (b'{"id": 4}', "no text field 'text'"),
+    (b'{"id": 5, "text": 42}', "text field 'text' is a number (42), not a string"),
+    (b'{"id": 6, "text": ""}', "text field 'text' is empty"),
+    (b'{"id": 7, "text": " \\t "}', "text field 'text' is only whitespace"),
+    (b'{"text": "no id"}', "no id field 'id'"),
+    (b'{"id": true, "text": "a boolean id"}', "id field 'id' is a boolean (true), not a string or an integer"),
+    (
+        b'{"id": "8", "text": "a string id"}',
+        "id field 'id' is a string ('8'), but the input's ids are an integer (its first good record)",
+    ),
+    (b"[1, 2]", "not a JSON object but list"),
+    (b"", "blank line, not a JSON object"),
+    (b'{"id": 9, "text": null}', "text field 'text' is null"),
+    (b'{"id": 10, "text": "Google hired Carol"}', None),  # sentence(2)
+]
+
+
+def test_bad_records_go_to_rejects_with_line_and_reason(model: Path, tmp_path: Path) -> None:
+    source = tmp_path / "bad.jsonl"
+    source.write_bytes(b"\n".join(line for line, _ in BAD_LINES))  # no newline at the end
+    summary = run(model, source, tmp_path / "out.jsonl", shard_size=4)
+    good = [expected_record(0, record_id=1), expected_record(2, record_id=10)]
+    assert output_records(tmp_path / "out.jsonl") == good
+    assert rejects(tmp_path / "out.jsonl") == [
+        {"file": str(source), "line": number, "reason": reason}
+        for number, (_, reason) in enumerate(BAD_LINES, start=1)
+        if reason
+    ]
+    assert (summary.docs_in, summary.annotated, summary.rejected) == (14, 2, 12)
+    assert "rejected:  12 (see _rejects.jsonl)" in summary.format()
+
+
+def test_strict_stops_at_the_first_bad_record(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    source = tmp_path / "bad.jsonl"
+    source.write_bytes(b"\n".join(line for line, _ in BAD_LINES))
+    code = main(["annotate", str(model), str(source), str(tmp_path / "out.jsonl"), "--strict"])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"spacy-bilstm-crf annotate: error: {source}: line 2: invalid JSON: Expecting ',' delimiter (column 40)\n"
+    )
+
+
+def test_first_good_record_sets_the_id_type(model: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    rows = [{"id": 1.5, "text": "x"}, {"id": "a", "text": sentence(0)[0]}, {"id": 2, "text": sentence(1)[0]}]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf8")
+    run(model, source, tmp_path / "out.parquet")
+    assert output_records(tmp_path / "out.parquet") == [expected_record(0, record_id="a")]
+    assert [r["reason"] for r in rejects(tmp_path / "out.parquet")] == [
+        "id field 'id' is a number (1.5), not a string or an integer",
+        "id field 'id' is a number (2), but the input's ids are a string (its first good record)",
+    ]
+
+
+# --- confidence from scored spans ----------------------------------------------
+
+
+def test_spans_key_adds_confidence(scored_model: Path, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", range(3))
+    run(scored_model, source, tmp_path / "out.jsonl", spans_key="scored")
+    confidence = {"PER": 0.9, "LOC": 0.123457, "ORG": None}  # no span for ORG entities
+    expected = []
+    for number in range(3):
+        record = expected_record(number)
+        for entity in record["entities"]:
+            entity["confidence"] = confidence[entity["label"]]
+        expected.append(record)
+    assert output_records(tmp_path / "out.jsonl") == expected
+    run(scored_model, source, tmp_path / "out.parquet", spans_key="scored")
+    assert output_records(tmp_path / "out.parquet") == expected
+    no_key = r"--spans-key 'sc': the pipeline set no doc.spans\['sc'\] \(keys set: scored\)"
+    with pytest.raises(ValueError, match=no_key):
+        run(scored_model, source, tmp_path / "other.jsonl", spans_key="sc")
+
+
+# --- resuming -----------------------------------------------------------------
+
+
+def test_resume_after_kill_9_gives_every_id_once(slow_model: Path, custom_code: Path, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", range(400))
+    output = tmp_path / "out.jsonl"
+    args = (slow_model, source, output, "--code", custom_code, "--shard-size", 20, "--batch-size", 8)
+    kill_after_commits(annotate_command(*args), output, commits=3)
+    done = sum(entry["commit"]["annotated"] for entry in manifest_entries(output) if "commit" in entry)
+    assert 60 <= done < 400
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert f"({400 - done:,} docs in this run)" in result.stdout
+    records = output_records(output)
+    assert Counter(record["id"] for record in records) == Counter(range(400))
+    assert records == [expected_record(n) for n in range(400)]
+    assert not list((output / "_staging").glob("*"))
+
+
+def test_a_finished_job_is_not_redone_and_settings_must_match(model: Path, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", range(6))
+    first = run(model, source, tmp_path / "out.jsonl", shard_size=2)
+    again = run(model, source, tmp_path / "out.jsonl", shard_size=2)
+    assert (again.docs_in, again.docs_this_run, again.entities) == (6, 0, first.entities)
+    with pytest.raises(ValueError, match=r"holds the output of another job \(shard_size was 2, now 3\)"):
+        run(model, source, tmp_path / "out.jsonl", shard_size=3)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="folder is not empty and holds no _manifest.jsonl"):
+        run(model, source, tmp_path / "other", output_format="jsonl")
+
+
+def test_torn_manifest_line_and_uncommitted_parts_are_dropped(model: Path, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", range(6))
+    output = tmp_path / "out.jsonl"
+    run(model, source, output, shard_size=2)
+    # As if killed while committing the last shard: its part is written, its
+    # manifest line torn, and the job not finished.
+    lines = (output / "_manifest.jsonl").read_text().splitlines()
+    (output / "_manifest.jsonl").write_text("\n".join(lines[:-2]) + "\n" + lines[-2][:30])
+    (output / "part-000002-000.jsonl").write_text('{"id": 4, "entities": []}\n')
+    summary = run(model, source, output, shard_size=2)
+    assert summary.docs_this_run == 2
+    assert output_records(output) == [expected_record(n) for n in range(6)]
+
+
+# --- equal output everywhere ----------------------------------------------------
+
+
+def test_same_records_and_rejects_local_two_processes_and_ray(model: Path, ray_cluster: str, tmp_path: Path) -> None:
+    # 300 docs with the bad lines spread among them.
+    source = tmp_path / "in.jsonl"
+    with source.open("wb") as file:
+        for number in range(100, 400):
+            file.write(json.dumps({"id": number, "text": sentence(number)[0]}).encode() + b"\n")
+            if number % 25 == 0:
+                file.write(BAD_LINES[(number // 25) % len(BAD_LINES)][0] + b"\n")
+    local = run(model, source, tmp_path / "one.jsonl", batch_size=16, shard_size=100)
+    expected = output_records(tmp_path / "one.jsonl")
+    # BAD_LINES 4 to 13, 0 and 1 went in: 10 rejects, and ids 1 and 10 are good.
+    good = [expected_record(0, record_id=1), expected_record(2, record_id=10)]
+    assert expected == good + [expected_record(n) for n in range(100, 400)]
+    assert (local.docs_in, local.annotated, local.rejected) == (312, 302, 10)
+
+    two = run_cli(model, source, tmp_path / "two.jsonl", "--n-process", 2, "--batch-size", 16, "--shard-size", 100)
+    assert two.returncode == 0, two.stderr
+    assert output_records(tmp_path / "two.jsonl") == expected
+    assert rejects(tmp_path / "two.jsonl") == rejects(tmp_path / "one.jsonl")
+
+    ray_args = ("--engine", "ray", "--address", ray_cluster, "--workers", 2, "--batch-size", 16, "--shard-size", 100)
+    on_ray = run_cli(model, source, tmp_path / "ray.parquet", *ray_args)
+    assert on_ray.returncode == 0, on_ray.stderr
+    assert output_records(tmp_path / "ray.parquet") == expected
+    assert rejects(tmp_path / "ray.parquet") == rejects(tmp_path / "one.jsonl")
+    assert local.format().splitlines()[1:5] == on_ray.stdout.splitlines()[1:5]  # docs in ... entities
+
+
+def test_ray_strict_stops_naming_file_and_line(model: Path, ray_cluster: str, tmp_path: Path) -> None:
+    source = tmp_path / "bad.jsonl"
+    source.write_bytes(b"\n".join(line for line, _ in BAD_LINES))
+    strict = run_cli(model, source, tmp_path / "strict.jsonl", "--engine", "ray", "--address", ray_cluster, "--strict")
+    assert strict.returncode == 1
+    assert strict.stderr.splitlines()[-1] == (
+        f"spacy-bilstm-crf annotate: error: {source}: line 2: invalid JSON: Expecting ',' delimiter (column 40)"
+    )
+
+
+def test_ray_resume_after_kill_9_gives_every_id_once(model: Path, ray_cluster: str, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", range(160))
+    output = tmp_path / "out.jsonl"
+    # Waves of 4 shards per worker: 2 waves of 80 docs; killed in the second.
+    args = (model, source, output, "--engine", "ray", "--address", ray_cluster, "--workers", 1, "--shard-size", 20)
+    kill_after_commits(annotate_command(*args), output, commits=1)
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "(80 docs in this run)" in result.stdout
+    records = output_records(output)
+    assert Counter(record["id"] for record in records) == Counter(range(160))
+    assert records == [expected_record(n) for n in range(160)]
+
+
+# --- parts ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_bytes", [3, 7, 1 << 20])
+@pytest.mark.parametrize("ending", [b"", b"\n"])
+def test_line_ranges_cover_every_line_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, ending: bytes
+) -> None:
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", chunk_bytes)
+    content = [b"\xef\xbb\xbfone", b"", b"three\r", b"four", b"five"]
+    path = tmp_path / "lines.txt"
+    path.write_bytes(b"\n".join(content) + ending)
+    ranges = line_ranges(path, 2)
+    assert [(r.first_line, r.n_lines) for r in ranges] == [(1, 2), (3, 2), (5, 1)]
+    read = [line for r in ranges for line in read_lines(path, r.start, r.stop, r.first_line)]
+    assert read == [(1, b"one"), (2, b""), (3, b"three"), (4, b"four"), (5, b"five")]
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert line_ranges(tmp_path / "empty.txt", 2) == []
+
+
+def test_workers_leave_room_for_reads_and_writes() -> None:
+    two_cores = size_workers(2, 0, workers=2)
+    assert (two_cores.workers, two_cores.cpus_per_worker, two_cores.task_cpus) == (2, 0.5, 1.0)
+    assert size_workers(2, 0).workers == 1
+    one_core = size_workers(1, 0, workers=2)
+    assert (one_core.cpus_per_worker, one_core.task_cpus) == (0.25, 0.5)
+    big = size_workers(64, 0)
+    assert (big.workers, big.cpus_per_worker, big.task_cpus) == (60, 1.0, 3.2)
+    gpus = size_workers(16, 4, gpu_per_worker=0.5)
+    assert (gpus.workers, gpus.gpus_per_worker, gpus.cpus_per_worker) == (8, 0.5, 1.0)
+    with pytest.raises(ValueError, match="needs 6 GPUs; the Ray cluster has 4"):
+        size_workers(16, 4, workers=12, gpu_per_worker=0.5)
+
+
+def test_progress_lines_when_not_on_a_terminal() -> None:
+    now = [0.0]
+    stream = io.StringIO()
+    progress = Progress(1000, stream=stream, bar=False, log_every=10, clock=lambda: now[0])
+    now[0] = 5.0
+    progress.advance(100)
+    now[0] = 20.0
+    progress.advance(100)
+    now[0] = 25.0
+    progress.advance(50)
+    progress.close()
+    assert stream.getvalue() == "annotate: 200/1,000 docs (20%), 10.0 docs/s, ETA 1 min 20 s\n"
+
+
+def test_help_does_not_import_the_engines() -> None:
+    script = (
+        "import sys\n"
+        "from spacy_bilstm_crf.cli import main\n"
+        "main(['convert', '--help'])\n"
+        "main(['annotate', '--help'])\n"
+        "heavy = ('torch', 'spacy', 'thinc', 'ray', 'pyarrow', 'spacy_bilstm_crf.annotate')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+    assert "--gpu-per-worker" in result.stdout
