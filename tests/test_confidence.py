@@ -586,3 +586,16 @@ def test_explain_html_renders_in_headless_chromium(tmp_path):
         timeout=120,
     )
     assert shot.stat().st_size > 10_000
+
+
+def test_calibration_metrics_exact():
+    from bench.calibration import kept_scores, reliability
+
+    conf = numpy.array([0.95, 0.95, 0.55, 0.55, 0.15])
+    correct = numpy.array([True, False, True, True, False])
+    rows, ece = reliability(conf, correct)
+    filled = [(r["low"], r["count"], r["confidence"], r["precision"]) for r in rows if r["count"]]
+    assert filled == [(0.1, 1, 0.15, 0.0), (0.5, 2, 0.55, 1.0), (0.9, 2, 0.95, 0.5)]
+    assert ece == pytest.approx((1 * 0.15 + 2 * 0.45 + 2 * 0.45) / 5)
+    by_t = {row["t"]: (row["kept"], row["p"], row["r"]) for row in kept_scores(conf, correct, n_gold=4)}
+    assert by_t[0.0] == (5, 0.6, 0.75) and by_t[0.5] == (4, 0.75, 0.75) and by_t[0.9] == (2, 0.5, 0.25)
