@@ -68,7 +68,7 @@ def emissions_and_entities(nlp: Any, name: str, docs: List[Any]) -> Tuple[List[A
         for other in before:
             batch = list(nlp.get_pipe(other).pipe(batch))
         scores = pipe.model.predict(batch)
-        masks = pipe._allowed_tags(batch, presets=False)
+        masks = pipe.decoding_constraints(batch)
         for i, ids in enumerate(crf_decode(crf, scores, masks)):
             emissions.append(scores[i])
             allowed.append(None if masks is None else masks[i])

@@ -1,18 +1,18 @@
-"""Small helpers shared by the benchmark scripts: timing, memory, machine, JSON."""
+"""Small helpers shared by the benchmark: paths, JSON, timing, memory, logging."""
 
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
+# The corpora beside the checkout (``../shared/data``); ``--data`` points elsewhere.
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-GET_MINILM = REPO.parent / "shared" / "bin" / "get-minilm"
+RESULTS = REPO / "bench" / "results"
+CELLS = RESULTS / "cells"
 
 
 def peak_rss_mb() -> float:
@@ -31,13 +31,7 @@ def spread(values: Sequence[float]) -> Dict[str, Any]:
     vals = [float(v) for v in values]
     if not vals:
         return {"median": None, "min": None, "max": None, "n": 0, "values": []}
-    return {
-        "median": statistics.median(vals),
-        "min": min(vals),
-        "max": max(vals),
-        "n": len(vals),
-        "values": vals,
-    }
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals), "values": vals}
 
 
 def timed_repeats(func: Callable[[], Any], repeats: int, warmup: int = 1) -> List[float]:
@@ -52,69 +46,10 @@ def timed_repeats(func: Callable[[], Any], repeats: int, warmup: int = 1) -> Lis
     return times
 
 
-def git_commit() -> Dict[str, Any]:
-    """HEAD's hash and whether the package sources differ from it."""
-
-    def git(*args: str) -> str:
-        try:
-            out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True)
-            return out.stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    dirty = git("status", "--porcelain", "--", "spacy_bilstm_crf", "configs", "pyproject.toml")
-    return {"commit": git("rev-parse", "HEAD") or None, "package_dirty": bool(dirty)}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_info() -> Dict[str, Any]:
-    """Cores, threads, CPU model, memory and library versions."""
-    import numpy
-    import spacy
-    import thinc
-    import torch
-
-    info: Dict[str, Any] = {
-        "cpu_model": cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "gpu": torch.cuda.is_available(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {
-            "torch": torch.__version__,
-            "spacy": spacy.__version__,
-            "thinc": thinc.__version__,
-            "numpy": numpy.__version__,
-        },
-    }
-    try:
-        mem_kb = next(
-            int(line.split()[1])
-            for line in Path("/proc/meminfo").read_text().splitlines()
-            if line.startswith("MemTotal")
-        )
-        info["memory_gb"] = round(mem_kb / 1024 / 1024, 1)
-    except (OSError, StopIteration):
-        info["memory_gb"] = None
-    for name in ("spacy_transformers", "transformers", "seqeval"):
-        try:
-            module = __import__(name)
-            info["versions"][name] = getattr(module, "__version__", "?")
-        except ImportError:
-            info["versions"][name] = None
-    return info
+def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
 
 
 def read_json(path: Path) -> Any:
@@ -122,9 +57,12 @@ def read_json(path: Path) -> Any:
 
 
 def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as JSON, atomically: a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, sort_keys=False, default=_json_default) + "\n", encoding="utf8")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_json_default) + "\n", encoding="utf8")
+    os.replace(tmp, path)
     return path
 
 
@@ -138,14 +76,3 @@ def _json_default(value: Any) -> Any:
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
-    if numerator is None or not denominator:
-        return None
-    return numerator / denominator
-
-
-def transformer_width(path: str) -> int:
-    """The hidden size of a local transformer folder."""
-    return int(read_json(Path(path) / "config.json")["hidden_size"])

@@ -1,4 +1,5 @@
-"""Entity-level P/R/F1 with spaCy's scorer, cross-checked with seqeval."""
+"""Entity-level P/R/F1 with spaCy's scorer, cross-checked with seqeval, and
+the per-sentence counts that the paired bootstrap resamples."""
 
 import warnings
 from typing import Any, Dict, List, Sequence
@@ -7,7 +8,8 @@ from spacy.scorer import get_ner_prf
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from .data import bio_tags
+from .data import doc_spans
+from .tags import bio_tags
 
 # spaCy and seqeval must agree to this precision (they count the same spans).
 AGREEMENT_TOLERANCE = 1e-9
@@ -30,47 +32,50 @@ def spacy_scores(gold: Sequence[Doc], pred: Sequence[Doc]) -> Dict[str, Any]:
     }
 
 
+def sentence_counts(gold: Sequence[Doc], pred: Sequence[Doc]) -> Dict[str, List[int]]:
+    """True positives, false positives and false negatives of each sentence
+    (an entity counts if its start, end and label match)."""
+    counts: Dict[str, List[int]] = {"tp": [], "fp": [], "fn": []}
+    for g, p in zip(gold, pred):
+        gold_set, pred_set = set(doc_spans(g)), set(doc_spans(p))
+        counts["tp"].append(len(gold_set & pred_set))
+        counts["fp"].append(len(pred_set - gold_set))
+        counts["fn"].append(len(gold_set - pred_set))
+    return counts
+
+
+def f1_from_counts(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
 def seqeval_scores(gold: Sequence[Doc], pred: Sequence[Doc]) -> Dict[str, Any]:
     """The same figures from seqeval on the IOB2 tags of the same docs."""
-    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    from seqeval.metrics import f1_score, precision_score, recall_score
 
-    y_true: List[List[str]] = [bio_tags(doc) for doc in gold]
-    y_pred: List[List[str]] = [bio_tags(doc) for doc in pred]
+    y_true = [bio_tags(len(doc), doc_spans(doc)) for doc in gold]
+    y_pred = [bio_tags(len(doc), doc_spans(doc)) for doc in pred]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
-        result: Dict[str, Any] = {
+        return {
             "precision": float(precision_score(y_true, y_pred, zero_division=0)),
             "recall": float(recall_score(y_true, y_pred, zero_division=0)),
             "f1": float(f1_score(y_true, y_pred, zero_division=0)),
         }
-    result["per_type"] = {
-        label: {
-            "precision": float(v["precision"]),
-            "recall": float(v["recall"]),
-            "f1": float(v["f1-score"]),
-            "support": int(v["support"]),
-        }
-        for label, v in sorted(report.items())
-        if not label.endswith("avg")
-    }
-    return result
 
 
-def score_docs(gold: Sequence[Doc], pred: Sequence[Doc], with_seqeval: bool = True) -> Dict[str, Any]:
-    """spaCy's figures, plus seqeval's and the largest difference between them."""
+def score_docs(gold: Sequence[Doc], pred: Sequence[Doc], full: bool = True) -> Dict[str, Any]:
+    """spaCy's figures; with ``full``, also seqeval's, the largest difference
+    between them and the per-sentence counts (whose micro F1 must equal spaCy's)."""
     scores = spacy_scores(gold, pred)
-    if not with_seqeval:
+    if not full:
         return scores
     check = seqeval_scores(gold, pred)
-    diffs = [abs(scores[k] - check[k]) for k in ("precision", "recall", "f1")]
-    for label, values in scores["per_type"].items():
-        other = check["per_type"].get(label, {"precision": 0.0, "recall": 0.0, "f1": 0.0})
-        diffs.extend(abs(values[k] - other[k]) for k in ("precision", "recall", "f1"))
-    for label, values in check["per_type"].items():
-        if label not in scores["per_type"] and values["f1"] > 0:
-            diffs.append(values["f1"])
+    counts = sentence_counts(gold, pred)
+    from_counts = f1_from_counts(sum(counts["tp"]), sum(counts["fp"]), sum(counts["fn"]))
+    if abs(from_counts - scores["f1"]) > AGREEMENT_TOLERANCE:
+        raise AssertionError(f"per-sentence counts give F1 {from_counts}, spaCy's scorer {scores['f1']}")
     scores["seqeval"] = check
-    scores["seqeval_max_abs_diff"] = max(diffs) if diffs else 0.0
+    scores["seqeval_max_abs_diff"] = max(abs(scores[k] - check[k]) for k in ("precision", "recall", "f1"))
     scores["seqeval_agrees"] = scores["seqeval_max_abs_diff"] <= AGREEMENT_TOLERANCE
+    scores["sentence_counts"] = counts
     return scores

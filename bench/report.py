@@ -1,27 +1,22 @@
-"""Write docs/benchmarks.md and its figures from one results JSON.
+"""``python -m bench report``: the cells -> the aggregate JSON, docs/benchmarks.md
+and its figures. The output depends on the cells alone (no clock), so the
+same cells give the same bytes."""
 
-python bench/report.py bench/results/full-....json
-python bench/report.py RESULTS.json --md OUT.md --img OUT_IMG_DIR
-"""
-
-import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from .aggregate import aggregate
+from .cells import load_cells
+from .common import write_json
+from .rules import GRAD_CLIP_RULE, MAX_WARMUP_SHARE
+from .systems import SYSTEMS
 
-from bench.common import REPO, read_json  # noqa: E402
-from bench.systems import TITLES  # noqa: E402
-from bench.targets import check_targets  # noqa: E402
-
-CORPUS_NAMES = {"conll2003": "CoNLL-2003 English", "msra": "MSRA Chinese"}
+CORPUS_NAMES = {"conll2003": "CoNLL-2003 English (MiniLM-L6-H384)", "msra": "MSRA Chinese (CNN tok2vec)"}
 UNITS = {"conll2003": "words", "msra": "characters"}
-# Under one seed, F1 differences below this many points are not called a win.
-F1_NOISE_POINTS = 0.5
-ENCODER_NAMES = {"bilstm_crf": "BiLSTM", "idcnn_crf": "IDCNN"}
+PLOT_SETTINGS = {"dpi": 100, "metadata": {"Software": None}}
+
+Agg = Dict[str, Any]
 
 
 def pct(value: Optional[float], digits: int = 2) -> str:
@@ -32,632 +27,559 @@ def num(value: Optional[float], spec: str = ",.0f") -> str:
     return "–" if not isinstance(value, (int, float)) else format(value, spec)
 
 
-def spread_text(stats: Optional[Dict[str, Any]], spec: str = ",.0f", scale: float = 1.0) -> str:
-    if not stats or stats.get("median") is None:
-        return "–"
-    return (
-        f"{format(stats['median'] * scale, spec)} "
-        f"({format(stats['min'] * scale, spec)}–{format(stats['max'] * scale, spec)})"
-    )
-
-
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def systems_of(results: Dict[str, Any], corpus: str) -> Dict[str, Dict[str, Any]]:
-    return results.get("corpora", {}).get(corpus, {}).get("systems", {})
+def mean_sd_text(stats: Dict[str, Any], scale: float = 100.0, spec: str = ".2f") -> str:
+    if not stats or stats.get("mean") is None:
+        return "–"
+    text = format(stats["mean"] * scale, spec)
+    if stats.get("sd") is not None:
+        text += f" ± {format(stats['sd'] * scale, spec)}"
+    return text + f" (n={stats['n']})"
 
 
-def ok(entry: Optional[Dict[str, Any]]) -> bool:
-    return bool(entry) and not entry.get("error")  # type: ignore[union-attr]
+def rounds_text(stats: Optional[Dict[str, Any]], spec: str = ".2f", scale: float = 1.0) -> str:
+    if not stats or stats.get("median") is None:
+        return "–"
+    return (
+        f"{format(stats['median'] * scale, spec)} "
+        f"[{format(stats['min'] * scale, spec)}, {format(stats['max'] * scale, spec)}]"
+    )
+
+
+def title(corpus: str, name: str) -> str:
+    spec = SYSTEMS.get(corpus, {}).get(name)
+    return spec.title if spec else name
+
+
+def _comparison(agg: Agg, corpus: str, a: str, b: str) -> Optional[Dict[str, Any]]:
+    return next((c for c in agg["comparisons"] if (c["corpus"], c["a"], c["b"]) == (corpus, a, b)), None)
+
+
+def verdict(entry: Dict[str, Any]) -> str:
+    low, high = entry["ci_low"], entry["ci_high"]
+    if low > 0:
+        return f"**{entry['a']}** is more accurate"
+    if high < 0:
+        return f"**{entry['b']}** is more accurate"
+    return "neither is shown more accurate (the interval includes 0)"
+
+
+def comparison_line(entry: Dict[str, Any]) -> str:
+    return (
+        f"{verdict(entry)}: {entry['a']} − {entry['b']} = {100 * entry['delta_f1']:+.2f} F1 points, "
+        f"95% interval [{100 * entry['ci_low']:+.2f}, {100 * entry['ci_high']:+.2f}] "
+        f"({entry['runs_a']} vs {entry['runs_b']} seeds, {entry['sentences']:,} test sentences)"
+    )
+
+
+# ---------------------------------------------------------------- answers
+
+
+def answers(agg: Agg) -> List[str]:
+    accuracy = []
+    for corpus in agg["systems"]:
+        for a, b in (
+            ("bilstm_crf", "idcnn_crf"),
+            ("bilstm_crf", "spacy_ner"),
+            ("bilstm_crf", "softmax"),
+            ("crf", "softmax"),
+        ):
+            entry = _comparison(agg, corpus, a, b)
+            if entry:
+                accuracy.append(f"- {CORPUS_NAMES.get(corpus, corpus)}: {comparison_line(entry)}.")
+    training = [
+        f"- {CORPUS_NAMES.get(corpus, corpus)}: {trains_faster(agg, corpus, systems)}"
+        for corpus, systems in agg["systems"].items()
+    ]
+    inference = []
+    for corpus, entry in sorted(agg["speed"].get("cpu", {}).items()):
+        pair = entry["idcnn_over_bilstm"].get("infer")
+        if pair and pair.get("median") is not None:
+            inference.append(
+                f"- {CORPUS_NAMES.get(corpus, corpus)}: IDCNN-CRF over BiLSTM-CRF inference {UNITS[corpus]}/s, "
+                f"per interleaved round: {rounds_text(pair)} (median [min, max] of {pair['n']} rounds)."
+            )
+    lines: List[str] = []
+    for question, answered in (
+        ("Which is more accurate? (test F1, mean over seeds; paired bootstrap over test sentences)", accuracy),
+        ("Which trains faster? (BiLSTM-CRF against IDCNN-CRF)", training),
+        ("Which runs faster? (inference, CPU)", inference),
+    ):
+        lines += [question, "", *(answered or ["- Not measured yet."]), ""]
+    return lines[:-1]
+
+
+def trains_faster(agg: Agg, corpus: str, systems: Dict[str, Any]) -> str:
+    b, i = systems.get("bilstm_crf"), systems.get("idcnn_crf")
+    if not b or not i:
+        return "not measured (a system is missing)."
+    threshold = agg["common_threshold"].get(corpus)
+    tb, ti = b.get("to_common", {}), i.get("to_common", {})
+    sb, si = tb.get("train_seconds", {}), ti.get("train_seconds", {})
+    parts = []
+    if sb.get("mean") is not None and si.get("mean") is not None:
+        if si["mean"] == sb["mean"]:
+            lead = f"both reach dev F1 {pct(threshold, 1)} after the same time"
+        else:
+            faster = "IDCNN-CRF" if si["mean"] < sb["mean"] else "BiLSTM-CRF"
+            lead = f"**{faster}** reaches dev F1 {pct(threshold, 1)} sooner"
+        parts.append(
+            f"{lead}: BiLSTM-CRF after {num(sb['mean'])} s "
+            f"(seeds {num(sb['min'])}–{num(sb['max'])} s, {num(tb['words_seen']['mean'])} {UNITS[corpus]}), "
+            f"IDCNN-CRF after {num(si['mean'])} s (seeds {num(si['min'])}–{num(si['max'])} s, "
+            f"{num(ti['words_seen']['mean'])} {UNITS[corpus]})"
+        )
+    pair = agg["speed"].get("cpu", {}).get(corpus, {}).get("idcnn_over_bilstm", {}).get("train")
+    if pair and pair.get("median") is not None:
+        parts.append(
+            f"in interleaved training bursts IDCNN-CRF runs at {rounds_text(pair)} times BiLSTM-CRF's "
+            f"{UNITS[corpus]}/s (median [min, max] of {pair['n']} rounds)"
+        )
+    return ("; ".join(parts) + ".") if parts else "not measured."
+
+
+# ---------------------------------------------------------------- sections
+
+
+def targets_section(agg: Agg) -> str:
+    rows = []
+    for t in agg["targets"]:
+        met = {True: "met", False: "**not met**", None: "not measured"}[t["met"]]
+        shown = "–" if t["value"] is None else f"{t['value']:.4f}"
+        interval = "–" if t["low"] is None else f"[{t['low']:.4f}, {t['high']:.4f}]"
+        rows.append((t["target"], shown, interval, t["goal"], met))
+    return table(["target", "value", "interval", "goal", ""], rows)
+
+
+def grid_section(agg: Agg) -> str:
+    parts = []
+    for corpus, systems in agg["grid"].items():
+        settings = sorted({s for e in systems.values() for s in e["dev_f1"]}, key=lambda s: float(s[1:]))
+        rows = []
+        for name, entry in systems.items():
+            rows.append(
+                [f"`{name}`"]
+                + [pct(entry["dev_f1"].get(s)) for s in settings]
+                + [f"x{entry['chosen']:g}", num(entry["words_seen"]), num(entry["dev_sentences"])]
+            )
+        header = (
+            ["system"]
+            + [f"dev F1 at head {s}" for s in settings]
+            + ["chosen", f"training {UNITS[corpus]}", "dev sentences"]
+        )
+        parts.append(f"{CORPUS_NAMES.get(corpus, corpus)}, seed 0:\n\n" + table(header, rows))
+    if not parts:
+        return "_No grid cells._"
+    return "\n\n".join(parts)
+
+
+def accuracy_section(agg: Agg, corpus: str) -> str:
+    rows = []
+    for name, s in agg["systems"][corpus].items():
+        rows.append(
+            (
+                f"`{name}`",
+                s["title"],
+                f"x{s['head_lr_scale']:g}",
+                mean_sd_text(s["f1"]),
+                ", ".join(pct(v) for v in s["f1_by_seed"]),
+                mean_sd_text(s["precision"]),
+                mean_sd_text(s["recall"]),
+                mean_sd_text(s["dev_f1_best"]),
+                num(s["epochs"]["mean"], ".2f"),
+                ", ".join(sorted(set(s["stopped_by"]))),
+                "yes" if s["seqeval_agrees"] else "**no**",
+            )
+        )
+    header = [
+        "system",
+        "",
+        "head LR",
+        "test F1",
+        "per seed",
+        "P",
+        "R",
+        "best dev F1",
+        "epochs",
+        "stopped by",
+        "= seqeval",
+    ]
+    text = table(header, rows)
+    comps = [c for c in agg["comparisons"] if c["corpus"] == corpus]
+    if comps:
+        text += "\n\nPaired bootstrap on test (a − b, F1 points):\n\n" + table(
+            ["a", "b", "difference", "95% interval", "resamples"],
+            [
+                (
+                    f"`{c['a']}`",
+                    f"`{c['b']}`",
+                    f"{100 * c['delta_f1']:+.2f}",
+                    f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]",
+                    c["resamples"],
+                )
+                for c in comps
+            ],
+        )
+    return text
+
+
+def seconds_range(stats: Optional[Dict[str, Any]]) -> str:
+    stats = stats or {}
+    return f"{num(stats.get('mean'))} ({num(stats.get('min'))}–{num(stats.get('max'))})"
+
+
+def time_section(agg: Agg, corpus: str) -> str:
+    unit = UNITS[corpus]
+    threshold = agg["common_threshold"].get(corpus)
+    rows = []
+    for name, s in agg["systems"][corpus].items():
+        own, common = s["to_own_95"], s.get("to_common") or {}
+        rows.append(
+            (
+                f"`{name}`",
+                seconds_range(own.get("train_seconds")),
+                num(own["words_seen"]["mean"]),
+                seconds_range(common.get("train_seconds")),
+                num(common.get("words_seen", {}).get("mean")),
+                f"{common.get('reached', 0)}/{common.get('runs', 0)}",
+            )
+        )
+    header = [
+        "system",
+        "s to 95% of own best (seeds min–max)",
+        f"{unit} to 95% of own best",
+        f"s to dev F1 {pct(threshold, 1)}",
+        f"{unit} to it",
+        "runs reaching it",
+    ]
+    return (
+        f"Seconds are time in update steps (evaluations excluded), to the first dev evaluation at or above the "
+        f"mark; the common mark {pct(threshold, 1)} is the lowest best dev F1 of any run of the seeded systems "
+        f"(rounded down to 0.1 point), so every seeded run reaches it.\n\n" + table(header, rows)
+    )
+
+
+def speed_section(agg: Agg, device: str, corpus: str) -> str:
+    entry = agg["speed"][device][corpus]
+    unit = UNITS.get(corpus, "words")
+    rows = []
+    inference = entry["inference"]["systems"]
+    for name in [*entry["training"], *[n for n in inference if n not in entry["training"]]]:
+        train = entry["training"].get(name, {})
+        infer = inference.get(name, {})
+        rows.append(
+            (
+                f"`{name}`",
+                rounds_text(train.get("train_words_per_s"), ",.0f"),
+                rounds_text(train.get("train_over_ner")),
+                rounds_text(train.get("crf_share_of_step"), ".1f", 100),
+                rounds_text(infer.get("infer_words_per_s"), ",.0f"),
+                rounds_text(infer.get("infer_over_ner")),
+                f"{rounds_text(infer.get('infer_over_encoder'))} (`{infer.get('ceiling', '')}`)",
+                pct(infer.get("crf_share_of_inference"), 1),
+            )
+        )
+    header = [
+        "system",
+        f"train {unit}/s",
+        "train / ner",
+        "CRF % of step",
+        f"infer {unit}/s",
+        "infer / ner",
+        "infer / encoder alone",
+        "Viterbi % of inference",
+    ]
+    steps = entry["training_steps"]
+    attn = sorted({str(v) for v in entry["attn_implementation"].values() if v})
+    return (
+        f"{entry['device_name']}, torch threads {entry['torch_threads']}, load average before/after "
+        f"{entry['loadavg_before'][0]:.2f}/{entry['loadavg_after'][0]:.2f}. Median [min, max] over "
+        f"{entry['inference']['rounds']} interleaved rounds; ratios are taken within each round. Training: "
+        f"{steps['steps_per_round']} steps per system per round from step {steps['first_step']} of the batch plan "
+        f"(mean {num(steps['words_per_step_mean'])} {unit} per step); inference: `nlp.pipe` over "
+        f"{num(entry['inference']['words'])} test {unit}, batch {entry['inference']['batch_size']}. "
+        f"Attention implementation of the transformers: {', '.join(attn) or 'none'}.\n\n" + table(header, rows)
+    )
+
+
+def cpu_ratio_section(agg: Agg) -> str:
+    rows = []
+    for corpus, systems in agg["cpu_ratios"].items():
+        for name, r in systems.items():
+            rows.append(
+                (
+                    corpus,
+                    f"`{name}`",
+                    num(r["train_over_ner"], ".3f"),
+                    num(r["infer_over_ner"], ".3f"),
+                    num(r["infer_over_encoder"], ".3f"),
+                    pct(r["crf_share_of_step"], 1),
+                    pct(r["crf_share_of_inference"], 1),
+                )
+            )
+    if not rows:
+        return "_No CPU speed cells._"
+    return table(
+        [
+            "corpus",
+            "system",
+            "train / ner",
+            "infer / ner",
+            "infer / encoder",
+            "CRF % of step",
+            "Viterbi % of inference",
+        ],
+        rows,
+    )
+
+
+def micro_section(agg: Agg) -> str:
+    micro = agg["micro"]
+    parts = []
+    for device, crf in sorted(micro.get("crf", {}).items()):
+        rows: List[Any] = [
+            (f["op"], f["tags"], f"{1e6 * f['seconds_per_token']:.1f}", f"{f['r2']:.4f}", f"{f['loglog_slope']:.3f}")
+            for _, f in sorted(crf["fits"].items())
+        ]
+        parts.append(
+            f"The CRF layer alone ({device}), one sequence of {crf['lengths'][0]:,}–{crf['lengths'][-1]:,} tokens, "
+            f"fastest of {crf['repeats']} runs:\n\n"
+            + table(["op", "tags", "µs per token (fit)", "R²", "log-log slope"], rows)
+        )
+    for device, corpora in sorted(micro.get("encoders", {}).items()):
+        for corpus, entry in sorted(corpora.items()):
+            rows = [
+                (
+                    f"`{name}`",
+                    f"{e['parameters']:,}",
+                    rounds_text(e["infer_tokens_per_s"], ",.0f"),
+                    rounds_text(e["train_tokens_per_s"], ",.0f"),
+                )
+                for name, e in entry["encoders"].items()
+            ]
+            parts.append(
+                f"The encoders alone ({device}, {corpus}: input width {entry['width']}, batch {entry['batch_size']}, "
+                f"{entry['tokens']:,} tokens), median [min, max] of runs:\n\n"
+                + table(["encoder", "parameters", "infer tokens/s", "train tokens/s"], rows)
+            )
+    return "\n\n".join(parts) if parts else "_No micro cells._"
+
+
+def setup_section(agg: Agg) -> str:
+    clips = " / ".join(sorted({f"{c:g}" for b in agg["budgets"].values() for c in b.get("grad_clip", [])})) or "–"
+    lines = []
+    for corpus, b in agg["budgets"].items():
+        unit = UNITS.get(corpus, "words")
+        main, grid = b.get("main"), b.get("grid")
+        if main:
+            lines.append(
+                f"- {CORPUS_NAMES.get(corpus, corpus)} (one epoch = {num(b['epoch_words'])} {unit}): main budget at "
+                f"least {num(main['min_words'])} {unit} and until dev F1 has not improved for {main['patience']:.0%} "
+                f"of the {unit} seen, at most {num(main['max_words'])}; dev F1 every {num(main['eval_every'])} {unit} "
+                f"on {num(b['dev_sentences'])} dev sentences; test F1 of the best dev checkpoint on "
+                f"{num(b['test_sentences'])} test sentences; warm-up {', '.join(map(str, b['main_warmup']))} steps of "
+                f"{', '.join(map(str, b['main_total_steps']))}."
+            )
+        if grid:
+            lines.append(
+                f"- {CORPUS_NAMES.get(corpus, corpus)} grid: {num(grid['min_words'])} {unit}, seed 0, warm-up "
+                f"{', '.join(map(str, b['grid_warmup']))} steps of {', '.join(map(str, b['grid_total_steps']))}."
+            )
+    lines += [
+        f"- Warm-up: the configs' warm-up steps, at most {MAX_WARMUP_SHARE:.0%} of the steps of the minimum budget, "
+        "the same for every system; the configs' schedule ends at the budget's cap. BERT-softmax follows the same "
+        "rates step for step.",
+        f"- Gradient clipping: {GRAD_CLIP_RULE.format(clip=clips)}.",
+        "- Batches: the configs' batcher over a shuffle seeded by the run's seed, the same for every system of a seed.",
+        "- Head learning rate: `crf_ner` through its `head_lr_scale`; spaCy `ner` through the same scaled update "
+        "(`spacy_bilstm_crf.optim.finish_update_scaled`) on every node of its model but the shared tok2vec, applied "
+        "by the benchmark's loop; BERT-softmax through a parameter group for its classifier.",
+    ]
+    return "\n".join(lines)
+
+
+def provenance_section(agg: Agg) -> str:
+    p = agg["provenance"]
+    rows = [
+        ("cells", p["cells"]),
+        ("package hash", ", ".join(f"`{h[:16]}`" for h in p["package_hashes"])),
+        (
+            "commits",
+            ", ".join(f"`{c[:12]}`" for c in p["commits"]) + (" (package modified)" if p["package_dirty"] else ""),
+        ),
+        ("devices", "; ".join(p["devices"])),
+        ("transformer", "; ".join(p["transformers"]) or "–"),
+        ("versions", "; ".join(p["versions"])),
+        ("highest load average before a cell", f"{p['max_loadavg_before']:.2f}"),
+        ("main cells left out (not at the grid's choice)", ", ".join(p["ignored_main_cells"]) or "none"),
+    ]
+    return table(["", ""], rows)
 
 
 # ---------------------------------------------------------------- figures
 
 
-def plot_learning_curves(results: Dict[str, Any], path: Path) -> Optional[Path]:
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    corpora = [
-        c
-        for c in results.get("corpora", {})
-        if any(ok(s) and s.get("learning_curve") for s in systems_of(results, c).values())
-    ]
+    return plt
+
+
+def plot_curves(agg: Agg, path: Path) -> Optional[Path]:
+    corpora = [c for c, systems in agg["systems"].items() if systems]
     if not corpora:
         return None
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(corpora), figsize=(6 * len(corpora), 4), squeeze=False)
     for ax, corpus in zip(axes[0], corpora):
-        for name, entry in systems_of(results, corpus).items():
-            curve = entry.get("learning_curve") if ok(entry) else None
-            if curve:
-                ax.plot([p["words_seen"] for p in curve], [100 * p["dev_f1"] for p in curve], marker="o", label=name)
-        ax.set_title(f"{CORPUS_NAMES.get(corpus, corpus)}: dev F1")
+        for name, s in agg["systems"][corpus].items():
+            curves = s["curves"]
+            depth = max(len(c) for c in curves)
+            xs, mean, low, high = [], [], [], []
+            for k in range(depth):
+                points = [c[k] for c in curves if len(c) > k]
+                xs.append(sum(p[0] for p in points) / len(points))
+                f1s = [100 * p[2] for p in points]
+                mean.append(sum(f1s) / len(f1s))
+                low.append(min(f1s))
+                high.append(max(f1s))
+            (line,) = ax.plot(xs, mean, marker=".", label=name)
+            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(f"{corpus}: dev F1, mean and seed range")
         ax.set_xlabel(f"training {UNITS.get(corpus, 'words')} seen")
         ax.set_ylabel("dev F1 (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, **PLOT_SETTINGS)
     plt.close(fig)
     return path
 
 
-def plot_throughput(results: Dict[str, Any], path: Path) -> Optional[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    corpora = list(results.get("corpora", {}))
+def plot_time_to_f1(agg: Agg, path: Path) -> Optional[Path]:
+    corpora = [c for c in agg["systems"] if c in agg["common_threshold"]]
     if not corpora:
         return None
-    fig, axes = plt.subplots(2, len(corpora), figsize=(6 * len(corpora), 7), squeeze=False)
-    for col, corpus in enumerate(corpora):
-        systems = {k: v for k, v in systems_of(results, corpus).items() if ok(v)}
-        for row, key in enumerate(("train_words_per_s", "infer_words_per_s")):
-            ax = axes[row][col]
-            names = [n for n, s in systems.items() if isinstance(s.get(key), (int, float))]
-            values = [systems[n][key] for n in names]
-            errors = None
-            if key == "infer_words_per_s":
-                spreads = [systems[n].get("infer_words_per_s_spread") or {} for n in names]
-                errors = [
-                    [v - (s.get("min") or v) for v, s in zip(values, spreads)],
-                    [(s.get("max") or v) - v for v, s in zip(values, spreads)],
-                ]
-            ax.bar(names, values, yerr=errors, color=["#888" if "encoder_only" in n else "#3a7" for n in names])
-            stage = "training" if row == 0 else "inference"
-            ax.set_title(f"{CORPUS_NAMES.get(corpus, corpus)}: {stage} {UNITS.get(corpus, 'words')}/s")
-            ax.tick_params(axis="x", rotation=30, labelsize=8)
-            ax.grid(axis="y", alpha=0.3)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(corpora), figsize=(6 * len(corpora), 3.5), squeeze=False)
+    for ax, corpus in zip(axes[0], corpora):
+        names, means, lows, highs = [], [], [], []
+        for name, s in agg["systems"][corpus].items():
+            stats = (s.get("to_common") or {}).get("train_seconds") or {}
+            if stats.get("mean") is None:
+                continue
+            names.append(name)
+            means.append(stats["mean"])
+            lows.append(stats["mean"] - stats["min"])
+            highs.append(stats["max"] - stats["mean"])
+        ax.barh(names, means, xerr=[lows, highs], color="#3a7")
+        ax.set_title(f"{corpus}: seconds to dev F1 {pct(agg['common_threshold'][corpus], 1)} (seed range)")
+        ax.set_xlabel("training seconds")
+        ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, **PLOT_SETTINGS)
     plt.close(fig)
     return path
 
 
-def plot_crf(results: Dict[str, Any], path: Path) -> Optional[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    crf = results.get("crf_bench", {}).get("crf")
-    if not crf or not crf.get("rows"):
+def plot_crf(agg: Agg, path: Path) -> Optional[Path]:
+    crf = agg["micro"].get("crf", {}).get("cpu")
+    if not crf:
         return None
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, op, title in zip(axes, ("nll_backward", "viterbi"), ("NLL forward + backward", "Viterbi decode")):
+    for ax, op in zip(axes, ("nll_backward", "viterbi")):
         for tags in sorted({r["tags"] for r in crf["rows"]}):
             rows = sorted((r for r in crf["rows"] if r["op"] == op and r["tags"] == tags), key=lambda r: r["length"])
-            ax.errorbar(
+            ax.plot(
                 [r["length"] for r in rows],
-                [1000 * r["seconds"]["median"] for r in rows],
-                yerr=[
-                    [1000 * (r["seconds"]["median"] - r["seconds"]["min"]) for r in rows],
-                    [1000 * (r["seconds"]["max"] - r["seconds"]["median"]) for r in rows],
-                ],
+                [1000 * r["seconds"]["min"] for r in rows],
                 marker="o",
                 label=f"{tags} tags",
             )
-        ax.set_title(f"CRF alone: {title} (batch 1)")
-        ax.set_xlabel("sequence length (tokens)")
+        ax.set_title(f"CRF layer alone: {op} (fastest run)")
+        ax.set_xlabel("tokens")
         ax.set_ylabel("ms")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, **PLOT_SETTINGS)
     plt.close(fig)
     return path
 
 
-# ---------------------------------------------------------------- text
+# ---------------------------------------------------------------- page
 
 
-def _pair(results: Dict[str, Any], corpus: str) -> Optional[Dict[str, Dict[str, Any]]]:
-    s = systems_of(results, corpus)
-    if not (ok(s.get("bilstm_crf")) and ok(s.get("idcnn_crf"))):
-        return None
-    return {"b": s["bilstm_crf"], "i": s["idcnn_crf"]}
-
-
-def _faster(b: Optional[float], i: Optional[float]) -> str:
-    if not isinstance(b, (int, float)) or not isinstance(i, (int, float)) or not b or not i:
-        return "not measured"
-    if max(b, i) / min(b, i) < 1.05:
-        return "about the same (within 5%)"
-    return f"{'IDCNN-CRF' if i > b else 'BiLSTM-CRF'}, {max(b, i) / min(b, i):.2f}x"
-
-
-def answer_accuracy(results: Dict[str, Any]) -> List[str]:
-    out = []
-    for corpus in results.get("corpora", {}):
-        pair = _pair(results, corpus)
-        name = CORPUS_NAMES.get(corpus, corpus)
-        if pair is None:
-            out.append(f"- {name}: not measured (a system is missing).")
-            continue
-        b, i = pair["b"], pair["i"]
-        gap = 100 * (b["f1"] - i["f1"])
-        if abs(gap) < F1_NOISE_POINTS:
-            verdict = f"neither clearly ({gap:+.2f} F1 points, under the {F1_NOISE_POINTS} a single seed can move)"
-        else:
-            verdict = f"**{'BiLSTM-CRF' if gap > 0 else 'IDCNN-CRF'}**, by {abs(gap):.2f} F1 points (one seed)"
-        others = ", ".join(
-            f"{key} {pct(entry.get('f1'))}"
-            for key, entry in systems_of(results, corpus).items()
-            if key not in ("bilstm_crf", "idcnn_crf") and ok(entry) and isinstance(entry.get("f1"), float)
-        )
-        out.append(
-            f"- {name}: {verdict}. Test F1: BiLSTM-CRF {pct(b['f1'])}, IDCNN-CRF {pct(i['f1'])}"
-            + (f"; others: {others}" if others else "")
-            + "."
-        )
-    return out
-
-
-def answer_training(results: Dict[str, Any]) -> List[str]:
-    out = []
-    for corpus in results.get("corpora", {}):
-        pair = _pair(results, corpus)
-        if pair is None:
-            continue
-        b, i = pair["b"], pair["i"]
-        unit = UNITS.get(corpus, "words")
-        out.append(
-            f"- {CORPUS_NAMES.get(corpus, corpus)}: {_faster(b.get('train_words_per_s'), i.get('train_words_per_s'))}: "
-            f"BiLSTM-CRF {num(b.get('train_words_per_s'))} {unit}/s ({num(b.get('train_seconds'))} s to its F1), "
-            f"IDCNN-CRF {num(i.get('train_words_per_s'))} {unit}/s ({num(i.get('train_seconds'))} s), "
-            f"on the same {num(b.get('words_seen'))} training {unit}."
-        )
-    return out
-
-
-def answer_inference(results: Dict[str, Any]) -> List[str]:
-    out = []
-    for corpus in results.get("corpora", {}):
-        pair = _pair(results, corpus)
-        if pair is None:
-            continue
-        b, i = pair["b"], pair["i"]
-        unit = UNITS.get(corpus, "words")
-        line = (
-            f"- {CORPUS_NAMES.get(corpus, corpus)}: {_faster(b.get('infer_words_per_s'), i.get('infer_words_per_s'))}: "
-            f"BiLSTM-CRF {num(b.get('infer_words_per_s'))} {unit}/s, "
-            f"IDCNN-CRF {num(i.get('infer_words_per_s'))} {unit}/s "
-            f"(`nlp.pipe`, batch {b.get('batch_size')}); one short text takes "
-            f"{num((b.get('latency_ms') or {}).get('median'), '.1f')} ms and "
-            f"{num((i.get('latency_ms') or {}).get('median'), '.1f')} ms."
-        )
-        heads = results.get("crf_bench", {}).get("heads", {}).get(corpus)
-        if heads:
-            line += (
-                f" The heads alone (input width {heads['width']}): IDCNN runs at {heads['idcnn_speedup_infer']:.2f}x "
-                f"the BiLSTM's {unit}/s in inference and {heads['idcnn_speedup_train']:.2f}x in training."
-            )
-        out.append(line)
-    return out
-
-
-def answer_cost(results: Dict[str, Any]) -> List[str]:
-    out = []
-    for corpus in results.get("corpora", {}):
-        s = systems_of(results, corpus)
-        rows = []
-        for key in ("crf", "bilstm_crf", "idcnn_crf"):
-            e = s.get(key)
-            if not ok(e):
-                continue
-            assert e is not None
-            train = e.get("train_time_shares") or {}
-            rows.append(
-                f"{TITLES.get((corpus, key), key)}: inference at {pct(e.get('infer_over_encoder'), 0)}% of the "
-                f"encoder-alone {UNITS.get(corpus, 'words')}/s ({pct(e.get('infer_over_encoder_in_pipeline'), 0)}% "
-                f"of its inference time is the encoder); in training the CRF takes "
-                f"{pct((e.get('crf_share_of_step') or {}).get('aggregate'), 1)}% of a step"
-                + (f", the {ENCODER_NAMES[key]} {pct(train.get('encoder'), 1)}%" if key in ENCODER_NAMES else "")
-            )
-        if rows:
-            out.append(f"- {CORPUS_NAMES.get(corpus, corpus)}:")
-            out += [f"  - {row}." for row in rows]
-    return out
-
-
-def machine_section(results: Dict[str, Any]) -> str:
-    m = results.get("machine", {})
-    v = m.get("versions", {})
-    rows = [
-        ("CPU", m.get("cpu_model")),
-        ("cores (usable / logical)", f"{m.get('usable_cores')} / {m.get('logical_cores')}"),
-        ("torch threads", m.get("torch_threads")),
-        ("memory", f"{m.get('memory_gb')} GB"),
-        ("GPU", "yes" if m.get("gpu") else "none (CPU only)"),
-        (
-            "load average at start / end",
-            f"{_load(results.get('loadavg_at_start'))} / {_load(results.get('loadavg_at_end'))}",
-        ),
-        ("versions", ", ".join(f"{k} {val}" for k, val in v.items() if val)),
-        (
-            "commit",
-            f"`{results.get('commit')}`" + (" (package sources modified)" if results.get("package_dirty") else ""),
-        ),
-        ("date", results.get("date")),
-        ("run time", f"{results.get('duration_seconds', 0) / 60:.1f} min"),
-    ]
-    return table(["", ""], [(k, str(val)) for k, val in rows])
-
-
-def _load(values: Optional[Sequence[float]]) -> str:
-    return "–" if not values else ", ".join(f"{x:.2f}" for x in values)
-
-
-def data_section(results: Dict[str, Any]) -> str:
-    rows = []
-    for corpus, entry in results.get("corpora", {}).items():
-        data = entry.get("data", {})
-        cfg = results.get("settings", {}).get("corpora", {}).get(corpus, {})
-        for split, info in data.get("splits", {}).items():
-            sub = (
-                ""
-                if info["sentences"] == info["sentences_available"]
-                else f" (sample of {info['sentences_available']:,})"
-            )
-            rows.append(
-                (
-                    CORPUS_NAMES.get(corpus, corpus),
-                    split,
-                    f"{info['sentences']:,}{sub}",
-                    f"{info['words']:,}",
-                    f"{info['entities']:,}",
-                )
-            )
-        trained = [s for s in systems_of(results, corpus).values() if ok(s) and s.get("words_seen")]
-        steps = trained[0].get("steps") if trained else None
-        rows.append(
-            (
-                CORPUS_NAMES.get(corpus, corpus),
-                "**budget**",
-                f"{num(cfg.get('budget_words'))} {UNITS.get(corpus)} (cut at the batch that reaches it)",
-                f"{num(trained[0]['words_seen']) if trained else '–'} seen",
-                f"{num(steps)} steps",
-            )
-        )
-    return table(["corpus", "split", "sentences", "tokens", "entities"], rows)
-
-
-def accuracy_section(results: Dict[str, Any], corpus: str) -> str:
-    rows = []
-    for name, s in systems_of(results, corpus).items():
-        if name.endswith("encoder_only"):
-            continue
-        if not ok(s):
-            rows.append((name, s.get("title", ""), "failed", "", "", "", "", ""))
-            continue
-        agree = "yes" if s.get("seqeval_agrees") else f"no (max diff {s.get('seqeval_max_abs_diff'):.2g})"
-        rows.append(
-            (
-                f"`{name}`",
-                s.get("title", TITLES.get((corpus, name), "")),
-                pct(s.get("precision")),
-                pct(s.get("recall")),
-                f"**{pct(s.get('f1'))}**",
-                pct((s.get("seqeval") or {}).get("f1")),
-                agree,
-                pct(s.get("dev_f1")),
-            )
-        )
-    text = table(["system", "", "P", "R", "F1", "seqeval F1", "spaCy = seqeval", "dev F1"], rows)
-    labels = sorted(
-        {label for s in systems_of(results, corpus).values() if ok(s) for label in (s.get("per_type") or {})}
-    )
-    if labels:
-        per_type = []
-        for name, s in systems_of(results, corpus).items():
-            if ok(s) and s.get("per_type"):
-                per_type.append([f"`{name}`"] + [pct(s["per_type"].get(label, {}).get("f1")) for label in labels])
-        text += "\n\nF1 per entity type (test):\n\n" + table(["system", *labels], per_type)
-    return text
-
-
-def speed_section(results: Dict[str, Any], corpus: str) -> str:
-    unit = UNITS.get(corpus, "words")
-    rows = []
-    for name, s in systems_of(results, corpus).items():
-        if not ok(s):
-            continue
-        intervals = s.get("train_words_per_s_intervals") or {}
-        train = (
-            f"{num(s.get('train_words_per_s'))} ({num(intervals.get('min'))}–{num(intervals.get('max'))})"
-            if s.get("train_words_per_s")
-            else "–"
-        )
-        is_encoder = name.endswith("encoder_only")
-        rows.append(
-            (
-                f"`{name}`",
-                train,
-                num(s.get("train_seconds")),
-                spread_text(s.get("infer_words_per_s_spread")),
-                "ceiling" if is_encoder else spread_text(s.get("infer_over_encoder_per_round"), ".1f", 100),
-                "–" if is_encoder else pct(s.get("infer_over_encoder_in_pipeline"), 1),
-                spread_text(s.get("latency_ms"), ".1f"),
-                num(s.get("peak_rss_train_mb")),
-                num(s.get("peak_rss_infer_mb")),
-            )
-        )
-    header = [
-        "system",
-        f"train {unit}/s (min–max over intervals)",
-        "train s",
-        f"infer {unit}/s median (min–max)",
-        "% of encoder alone, per round",
-        "% in-pipeline estimate",
-        "latency ms median (min–max)",
-        "peak RSS train MB",
-        "peak RSS infer MB",
-    ]
-    text = table(header, rows)
-    encoder = systems_of(results, corpus).get("encoder_only") or {}
-    fresh = encoder.get("fresh_init")
-    if fresh:
-        text += (
-            f"\n\nThe encoder alone is saved and loaded like the systems (attention implementation "
-            f"`{encoder.get('attn_implementation')}` once loaded). As initialized from the pretrained weights "
-            f"instead, it runs at {spread_text(fresh.get('infer_words_per_s_spread'))} {unit}/s: loaded/fresh = "
-            f"{num((fresh.get('loaded_over_fresh_per_round') or {}).get('median'), '.2f')} (median of rounds)."
-        )
-    shares = []
-    for name, s in systems_of(results, corpus).items():
-        if ok(s) and (s.get("train_time_shares") or s.get("infer_time_shares")):
-            t = s.get("train_time_shares") or {}
-            i = s.get("infer_time_shares") or {}
-            shares.append(
-                (
-                    f"`{name}`",
-                    pct(t.get("transformer"), 1),
-                    pct(t.get("encoder"), 1),
-                    pct(t.get("crf"), 1),
-                    pct(t.get("optimizer"), 1),
-                    pct(i.get("transformer", i.get("tok2vec")), 1),
-                    pct(i.get("encoder"), 1),
-                    pct(i.get("viterbi"), 1),
-                )
-            )
-    if shares:
-        text += (
-            "\n\nWhere the time goes, in % of training step time and of one inference pass over the "
-            "throughput sentences ('–': not applicable or not timed). Training: the transformer's forward and "
-            "backward passes, the encoder's, the CRF's NLL and gradient, and the optimizer (every component's "
-            "finish_update). Inference: the tok2vec (transformer or CNN), the encoder and Viterbi decoding.\n\n"
-            + table(
-                [
-                    "system",
-                    "train: transformer",
-                    "train: encoder",
-                    "train: CRF",
-                    "train: optimizer",
-                    "infer: tok2vec",
-                    "infer: encoder",
-                    "infer: Viterbi",
-                ],
-                shares,
-            )
-        )
-    return text
-
-
-def curve_section(results: Dict[str, Any], corpus: str) -> str:
-    systems = {n: s for n, s in systems_of(results, corpus).items() if ok(s) and s.get("learning_curve")}
-    if not systems:
-        return ""
-    points = max(len(s["learning_curve"]) for s in systems.values())
-    header = ["system"] + [
-        f"{num(next(iter(systems.values()))['learning_curve'][k]['words_seen'])}" for k in range(points)
-    ]
-    rows = [[f"`{n}`"] + [pct(p["dev_f1"]) for p in s["learning_curve"]] for n, s in systems.items()]
-    return f"Dev F1 (%) against training {UNITS.get(corpus)} seen:\n\n" + table(header, rows)
-
-
-def crf_section(results: Dict[str, Any]) -> str:
-    crf = results.get("crf_bench", {}).get("crf")
-    if not crf:
-        return "_Not measured in this run._"
-    lengths = crf["lengths"]
-    rows = []
-    for op in ("nll_backward", "viterbi"):
-        for tags in sorted({r["tags"] for r in crf["rows"]}):
-            by_len = {r["length"]: r for r in crf["rows"] if r["op"] == op and r["tags"] == tags}
-            fit = crf["fits"].get(f"{op}/tags={tags}", {})
-            rows.append(
-                [op, str(tags)]
-                + [f"{1000 * by_len[n]['seconds']['median']:.1f}" for n in lengths if n in by_len]
-                + [
-                    f"{1e6 * fit.get('seconds_per_token', float('nan')):.1f}",
-                    f"{fit.get('r2', float('nan')):.4f}",
-                    f"{fit.get('loglog_slope', float('nan')):.2f}",
-                ]
-            )
-    header = ["op", "tags"] + [f"T={n} ms" for n in lengths] + ["fit µs/token", "R²", "log-log slope"]
-    verdict = "linear" if crf.get("linear") else "NOT linear by the criterion"
-    return (
-        f"One sequence (batch 1), BILUO constraints set; milliseconds, median of {crf['repeats']} runs "
-        "(the fit uses the fastest run of each length). "
-        f"Criterion: {crf['linear_criterion']}. Verdict: **{verdict}**.\n\n" + table(header, rows)
-    )
-
-
-def heads_section(results: Dict[str, Any]) -> str:
-    heads = results.get("crf_bench", {}).get("heads") or {}
-    rows = []
-    for corpus, h in heads.items():
-        for name in ("bilstm", "idcnn"):
-            rows.append(
-                (
-                    CORPUS_NAMES.get(corpus, corpus),
-                    name,
-                    str(h["width"]),
-                    f"{h[name]['parameters']:,}",
-                    spread_text(h[name]["infer_words_per_s"]),
-                    spread_text(h[name]["train_words_per_s"]),
-                )
-            )
-        rows.append(
-            (
-                CORPUS_NAMES.get(corpus, corpus),
-                "**IDCNN / BiLSTM**",
-                "",
-                "",
-                f"**{h['idcnn_speedup_infer']:.2f}x**",
-                f"**{h['idcnn_speedup_train']:.2f}x**",
-            )
-        )
-    if not rows:
-        return "_Not measured in this run._"
-    return table(["corpus", "head", "input width", "parameters", "infer tokens/s", "train tokens/s"], rows)
-
-
-def targets_section(results: Dict[str, Any]) -> str:
-    rows = []
-    for t in check_targets(results):
-        met = {True: "✅ met", False: "❌ not met", None: "– not measured"}[t["met"]]
-        value = t["value"]
-        shown = "–" if value is None else (f"{value:+.4f}" if "f1" in t["name"] else f"{value:.3f}")
-        rows.append((t["target"], shown, t["goal"], met))
-    return table(["target", "measured", "goal", ""], rows)
-
-
-def settings_section(results: Dict[str, Any]) -> str:
-    lines = []
-    for corpus, entry in results.get("corpora", {}).items():
-        opt = entry.get("optimizer", {})
-        o = opt.get("optimizer", {})
-        size = opt.get("batcher", {}).get("size", {})
-        lr = o.get("learn_rate")
-        trained = [s for s in systems_of(results, corpus).values() if ok(s) and s.get("config", {}).get("learn_rate")]
-        used = trained[0]["config"]["learn_rate"] if trained else lr
-        if isinstance(used, dict):
-            lr_text = (
-                f"{used.get('initial_rate')}, warmup {used.get('warmup_steps')} steps, "
-                f"linear decay to 0 at step {used.get('total_steps')} (the budget's last)"
-            )
-        else:
-            lr_text = str(used)
-        lines.append(
-            f"- {CORPUS_NAMES.get(corpus, corpus)}: Adam (L2 {o.get('L2')} as weight decay, "
-            f"grad clip {o.get('grad_clip')}), learning rate {lr_text}; crf_ner head_lr_scale "
-            f"{opt.get('head_lr_scale')}; dropout {opt.get('dropout')}; batches by `spacy.batch_by_words.v1` "
-            f"(compounding from {size.get('start')} to {size.get('stop')} tokens)."
-        )
-    return "\n".join(lines)
-
-
-def _transformer_text(results: Dict[str, Any]) -> str:
-    config = results.get("transformer_config") or {}
-    if not config:
-        return ""
-    return (
-        f"({config.get('_name_or_path') or config.get('model_type')}: {config.get('num_hidden_layers')} layers, "
-        f"width {config.get('hidden_size')}, vocabulary {num(config.get('vocab_size'))})"
-    )
-
-
-def render(results: Dict[str, Any], results_path: Path, md_path: Path, img_dir: Path) -> Path:
+def render(agg: Agg, md_path: Path, img_dir: Path) -> List[Path]:
+    """Write the page and its figures; return the paths written."""
     img_dir.mkdir(parents=True, exist_ok=True)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     figures = {
-        "learning": plot_learning_curves(results, img_dir / "learning_curves.png"),
-        "throughput": plot_throughput(results, img_dir / "throughput.png"),
-        "crf": plot_crf(results, img_dir / "crf_time_vs_length.png"),
+        "curves": plot_curves(agg, img_dir / "learning_curves.png"),
+        "time": plot_time_to_f1(agg, img_dir / "time_to_f1.png"),
+        "crf": plot_crf(agg, img_dir / "crf_time_vs_length.png"),
     }
 
     def fig(key: str, alt: str) -> str:
         path = figures.get(key)
         return f"![{alt}]({Path(os.path.relpath(path, md_path.parent)).as_posix()})" if path else ""
 
-    try:
-        source = Path(results_path).resolve().relative_to(REPO)
-    except ValueError:
-        source = Path(results_path)
     parts: List[str] = ["# Benchmarks: BiLSTM-CRF or IDCNN-CRF?", ""]
-    parts.append(f"_Generated by `python bench/report.py {source.as_posix()}`; do not edit by hand._")
-    if results.get("mode") != "full":
+    parts.append(
+        "_Generated by `python -m bench report` from the cells in `bench/results/cells/`; do not edit by hand._"
+    )
+    if agg["provenance"]["quick"]:
         parts += [
             "",
-            f"> **A `{results.get('mode')}` run: tiny data and a tiny random encoder. Its figures mean nothing.**",
+            "> **Built from `--quick` cells: tiny data and a tiny random encoder. Its figures mean nothing.**",
         ]
-    if results.get("failures"):
-        parts += ["", "> **Failures in this run:** " + "; ".join(results["failures"])]
-    parts += ["", "## Answers", "", "Which is more accurate?", "", *answer_accuracy(results), ""]
-    parts += ["Which trains faster?", "", *answer_training(results), ""]
-    parts += ["Which runs faster?", "", *answer_inference(results), ""]
-    parts += ["What do the CRF and the encoders cost on top of the tok2vec?", "", *answer_cost(results), ""]
-    parts += ["## Targets", "", targets_section(results), ""]
-    parts += ["## Machine", "", machine_section(results), ""]
+    if len(agg["provenance"]["package_hashes"]) > 1:
+        parts += ["", "> **The cells ran on different package code (`--allow-mixed`).**"]
+    parts += ["", "## Answers", "", *answers(agg), ""]
+    parts += ["## Targets", "", targets_section(agg), ""]
+    parts += ["## Head learning-rate grid", "", grid_section(agg), ""]
+    for corpus in agg["systems"]:
+        parts += [
+            f"## {CORPUS_NAMES.get(corpus, corpus)}",
+            "",
+            "### Accuracy (test)",
+            "",
+            accuracy_section(agg, corpus),
+            "",
+        ]
+        parts += ["### Time to dev F1", "", time_section(agg, corpus), ""]
+    parts += ["## Learning curves", "", fig("curves", "learning curves"), "", fig("time", "time to dev F1"), ""]
+    for device in sorted(agg["speed"]):
+        for corpus in sorted(agg["speed"][device]):
+            parts += [f"## Speed: {corpus}, {device}", "", speed_section(agg, device, corpus), ""]
+    parts += ["## CPU ratios (issue 12)", "", cpu_ratio_section(agg), ""]
     parts += [
-        "Timings are wall-clock on this machine, one process at a time: each system trains in its own process and "
-        "is measured (test F1, latency, peak RSS) in another; inference words/s come from one more process per "
-        "corpus that loads all systems and runs them in turn, rounds rotated, so that a slow spell of the machine "
-        "hits every system of a round alike. A busy machine (load average well above 0) makes all timings slower "
-        "and noisier.",
+        "## The CRF and the encoders alone",
+        "",
+        micro_section(agg),
+        "",
+        fig("crf", "CRF time against length"),
         "",
     ]
-    parts += ["## Setup", "", data_section(results), ""]
-    parts += [
-        "Systems of a corpus see the same sentences in the same batches (the configs' batcher, seeded shuffle), "
-        "cut at the same number of training tokens. Every system is trained and evaluated on the corpus tokens "
-        "(MSRA: one token per character, so 'words/s' there are characters/s). The reported F1 is that of the "
-        "model at the end of the budget (no best-checkpoint selection), on the test split, by spaCy's scorer "
-        "and checked against seqeval on the same predictions. Systems and settings:",
-        "",
-        settings_section(results),
-        "- spaCy `ner`: the same config with `crf_ner` swapped for spaCy's `ner` (TransitionBasedParser.v2, hidden "
-        "width 64, maxout 2, as spaCy's quickstart sets it) over the identical tok2vec and optimizer "
-        "(no head_lr_scale).",
-        "- BERT-softmax: `AutoModelForTokenClassification` on the same weights, first-subword labelling, AdamW "
-        "(no decay on biases and LayerNorm), linear warmup and decay, the same learning rate, warmup, clipping "
-        "and batches.",
-        "- Encoder alone: the transformer component alone in a spaCy pipeline (the ceiling of the spaCy systems), "
-        "and `AutoModel` with the softmax system's tokenization and batching (its ceiling); for MSRA, the CNN "
-        "tok2vec alone as a `tok2vec` component.",
-        f"- Transformer: `{results.get('transformer')}` {_transformer_text(results)}.",
-        "",
-    ]
-    for corpus in results.get("corpora", {}):
-        name = CORPUS_NAMES.get(corpus, corpus)
-        parts += [f"## {name}", "", "### Accuracy (test)", "", accuracy_section(results, corpus), ""]
-        parts += ["### Speed and memory", "", speed_section(results, corpus), ""]
-        parts += ["### Learning curve", "", curve_section(results, corpus), ""]
-    parts += ["## Figures", "", fig("learning", "learning curves"), "", fig("throughput", "throughput"), ""]
-    parts += ["## The CRF alone", "", crf_section(results), "", fig("crf", "CRF time against sequence length"), ""]
-    parts += ["## The heads alone", "", heads_section(results), ""]
-    parts += [
-        "## Rerun",
-        "",
-        "```",
-        "python bench/run.py                      # full run, writes bench/results/full-*.json",
-        "python bench/report.py bench/results/full-<date>-<commit>.json   # this page and docs/img/*.png",
-        "```",
-        "",
-    ]
+    parts += ["## Setup", "", setup_section(agg), ""]
+    parts += ["## Provenance", "", provenance_section(agg), ""]
     md_path.write_text("\n".join(parts), encoding="utf8")
-    return md_path
+    return [md_path, *(p for p in figures.values() if p is not None)]
 
 
-def main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", type=Path)
-    parser.add_argument("--md", type=Path, default=REPO / "docs" / "benchmarks.md")
-    parser.add_argument("--img", type=Path, default=REPO / "docs" / "img")
-    args = parser.parse_args(argv)
-    path = render(read_json(args.results), args.results, args.md, args.img)
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def write_report(
+    cells_root: Path, md_path: Path, img_dir: Path, json_path: Path, allow_mixed: bool = False
+) -> List[Path]:
+    """Aggregate the cells under ``cells_root``; write the JSON, the page and its figures."""
+    agg = aggregate(load_cells(cells_root, allow_mixed=allow_mixed))
+    write_json(json_path, agg)
+    return [json_path, *render(agg, md_path, img_dir)]

@@ -1,57 +1,85 @@
-"""The systems compared, their training configs, and the shared batch plan.
+"""The systems compared, their spaCy configs, and the shared batch plan.
 
-Every system of a corpus sees the same batches of the same sentences in the
-same order (``batch_plan``), cut at the same number of training words.
+Every system of a corpus and seed sees the same batches of the same sentences
+in the same order (``batch_plan``). A system's config is the package's config
+for the corpus with the data paths, the encoder, the head learning-rate scale
+and the schedule's steps set; spaCy ``ner`` is the ``crf`` config with
+``crf_ner`` swapped for ``ner`` over the identical tok2vec.
 """
 
 import copy
+import itertools
 import random
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from spacy.util import load_config, registry
-from thinc.api import Config
+from thinc.api import Config, Model
 
-from .common import REPO
+from .common import REPO, read_json
+from .rules import INIT_SAMPLE
+from .specs import SystemSpec
 
-CRF_SYSTEMS = ("bilstm_crf", "idcnn_crf", "crf")
-SPACY_SYSTEMS = (*CRF_SYSTEMS, "spacy_ner")
-SYSTEMS: Dict[str, List[str]] = {
-    "conll2003": [*SPACY_SYSTEMS, "softmax", "encoder_only", "hf_encoder_only"],
-    "msra": [*SPACY_SYSTEMS, "encoder_only"],
+IDCNN_V1 = {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1"}  # its registered defaults
+
+
+def _systems(prefix: str, transformer: bool) -> List[SystemSpec]:
+    systems = [
+        SystemSpec("bilstm_crf", f"{prefix}-BiLSTM-CRF", "crf_ner", base="bilstm_crf"),
+        SystemSpec("idcnn_crf", f"{prefix}-IDCNN-CRF (residual, IDCNNEncoder.v2)", "crf_ner", base="idcnn_crf"),
+        SystemSpec(
+            "idcnn_strubell",
+            f"{prefix}-IDCNN-CRF, Strubell's plain stack (IDCNNEncoder.v1)",
+            "crf_ner",
+            base="idcnn_crf",
+            encoder=IDCNN_V1,
+            seeds=1,
+        ),
+        SystemSpec(
+            "idcnn_sized",
+            f"{prefix}-IDCNN-CRF sized to the BiLSTM's parameters",
+            "crf_ner",
+            base="idcnn_crf",
+            sized_to="bilstm_crf",
+            seeds=1,
+        ),
+        SystemSpec("crf", f"{prefix}-CRF (no encoder)", "crf_ner", base="crf"),
+        SystemSpec("spacy_ner", f"spaCy ner on the {'transformer' if transformer else 'CNN tok2vec'}", "ner"),
+    ]
+    if transformer:
+        systems.append(SystemSpec("softmax", "BERT-softmax (transformers token classifier)", "softmax"))
+        systems.append(SystemSpec("encoder_only", "transformer alone (spaCy component)", "encoder"))
+        systems.append(SystemSpec("hf_encoder_only", "transformer alone (transformers AutoModel)", "encoder"))
+    else:
+        systems.append(SystemSpec("encoder_only", "CNN tok2vec alone (spaCy component)", "encoder"))
+    return systems
+
+
+SYSTEMS: Dict[str, Dict[str, SystemSpec]] = {
+    "conll2003": {s.name: s for s in _systems("BERT", True)},
+    "msra": {s.name: s for s in _systems("CNN", False)},
 }
-TRAINED = (*SPACY_SYSTEMS, "softmax")
 
-TITLES = {
-    ("conll2003", "bilstm_crf"): "BERT-BiLSTM-CRF (crf_ner)",
-    ("conll2003", "idcnn_crf"): "BERT-IDCNN-CRF (crf_ner)",
-    ("conll2003", "crf"): "BERT-CRF (crf_ner, no encoder)",
-    ("conll2003", "spacy_ner"): "spaCy ner on the transformer",
-    ("conll2003", "softmax"): "BERT-softmax (transformers token classifier)",
-    ("conll2003", "encoder_only"): "transformer alone (spaCy pipeline, no head)",
-    ("conll2003", "hf_encoder_only"): "transformer alone (transformers AutoModel, no head)",
-    ("msra", "bilstm_crf"): "CNN-BiLSTM-CRF (crf_ner)",
-    ("msra", "idcnn_crf"): "CNN-IDCNN-CRF (crf_ner)",
-    ("msra", "crf"): "CNN-CRF (crf_ner, no encoder)",
-    ("msra", "spacy_ner"): "spaCy ner on the CNN tok2vec",
-    ("msra", "encoder_only"): "CNN tok2vec alone (no head)",
-}
 
-# Sentences of train that ``init_nlp`` reads to initialize the pipeline.
-INIT_SAMPLE = 2000
+def system(corpus: str, name: str) -> SystemSpec:
+    try:
+        return SYSTEMS[corpus][name]
+    except KeyError:
+        raise ValueError(f"unknown system {corpus}/{name}: choose from {sorted(SYSTEMS.get(corpus, {}))}") from None
 
-# The encoder-alone system that bounds each system's inference throughput.
-CEILING = {"softmax": "hf_encoder_only"}
+
+def trained_systems(corpus: str) -> List[str]:
+    return [name for name, spec in SYSTEMS[corpus].items() if spec.trained]
 
 
 def is_transformer_corpus(corpus: str) -> bool:
     return corpus == "conll2003"
 
 
-def config_path(corpus: str, system: str) -> Path:
+def config_path(corpus: str, base: str) -> Path:
     lang, prefix = ("en", "bert") if is_transformer_corpus(corpus) else ("zh", "cnn")
-    name = system if system in CRF_SYSTEMS else "crf"
-    return REPO / "configs" / lang / f"{prefix}_{name}.cfg"
+    return REPO / "configs" / lang / f"{prefix}_{base}.cfg"
 
 
 def _ner_component(tok2vec: Dict[str, Any], transformer: bool) -> Dict[str, Any]:
@@ -75,36 +103,112 @@ def _ner_component(tok2vec: Dict[str, Any], transformer: bool) -> Dict[str, Any]
     }
 
 
+def base_config(corpus: str, base: str = "crf") -> Config:
+    return load_config(config_path(corpus, base), interpolate=False)
+
+
+def encoder_input_width(corpus: str, transformer: Optional[str]) -> int:
+    """The width of the token vectors the encoder reads: the transformer's
+    hidden size (CoNLL) or the CNN tok2vec's width (MSRA)."""
+    if is_transformer_corpus(corpus):
+        if transformer is None:
+            raise ValueError("a transformer folder is needed for CoNLL")
+        return int(read_json(Path(transformer) / "config.json")["hidden_size"])
+    return int(base_config(corpus)["components"]["crf_ner"]["model"]["tok2vec"]["width"])
+
+
+def encoder_block(corpus: str, spec: SystemSpec, width: int) -> Dict[str, Any]:
+    """The encoder block of ``spec``'s config, for token vectors of ``width``."""
+    block = dict(base_config(corpus, spec.base)["components"]["crf_ner"]["model"]["encoder"])
+    if spec.encoder is not None:
+        block = dict(spec.encoder)
+    if spec.sized_to is not None:
+        target = encoder_parameters(corpus, system(corpus, spec.sized_to), width)
+        block["width"] = sized_width(block, width, target)
+    return dict(registry.fill({"encoder": block})["encoder"])  # defaults written out
+
+
+def encoder_parameters(corpus: str, spec: SystemSpec, width: int) -> int:
+    return count_parameters(_frozen(encoder_block(corpus, spec, width)), width)
+
+
+def _frozen(block: Dict[str, Any]) -> str:
+    return Config({"encoder": block}).to_str()
+
+
+@lru_cache(maxsize=64)
+def count_parameters(block_text: str, width: int) -> int:
+    """Trainable parameters of an encoder block built for input ``width``."""
+    block = Config().from_str(block_text)["encoder"]
+    layer: Model = registry.resolve({"encoder": block})["encoder"]
+    layer.initialize(X=[layer.ops.alloc2f(3, width)])
+    total = 0
+    for node in layer.walk():
+        total += sum(node.get_param(name).size for name in node.param_names if node.has_param(name))
+        for shim in node.shims:
+            total += sum(p.numel() for p in shim._model.parameters() if p.requires_grad)
+    return total
+
+
+def sized_width(block: Dict[str, Any], input_width: int, target: int) -> int:
+    """The ``width`` of ``block`` whose parameter count is closest to ``target``
+    (parameters grow with width, so a bisection finds it)."""
+    low, high = 1, 8
+    while count_parameters(_frozen({**block, "width": high}), input_width) < target:
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        if count_parameters(_frozen({**block, "width": mid}), input_width) < target:
+            low = mid
+        else:
+            high = mid
+    return min((low, high), key=lambda w: abs(count_parameters(_frozen({**block, "width": w}), input_width) - target))
+
+
 def build_config(
     corpus: str,
-    system: str,
+    name: str,
     corpus_dir: Path,
     transformer: Optional[str],
     total_steps: int,
-    warmup_steps: Optional[int] = None,
+    warmup_steps: Optional[int],
+    head_lr_scale: float,
+    seed: int = 0,
 ) -> Config:
-    """The config of a spaCy system: the package's config for the corpus, with
-    the data paths and encoder set, and the schedule's total steps set to the
-    budget's (warmup too, when given). ``spacy_ner`` is the ``crf`` config with
-    ``crf_ner`` swapped for spaCy's ``ner`` over the identical tok2vec."""
+    """The config of spaCy system ``name`` (``crf_ner`` variants or ``ner``).
+
+    ``head_lr_scale`` goes to ``crf_ner``'s own setting; spaCy ``ner`` has no
+    such setting, so the training loop applies it (``bench.train_spacy``).
+    The schedule's total steps are ``total_steps`` and its warm-up
+    ``warmup_steps`` (None: the config's); ``seed`` is the one ``init_nlp``
+    seeds the random generators with (``[system] seed``)."""
+    spec = system(corpus, name)
     overrides: Dict[str, Any] = {
         "paths.train": str(corpus_dir / "train.spacy"),
         "paths.dev": str(corpus_dir / "dev.spacy"),
     }
     if is_transformer_corpus(corpus):
         if transformer is None:
-            raise ValueError("a transformer path is needed for CoNLL")
+            raise ValueError("a transformer folder is needed for CoNLL")
         overrides["vars.transformer"] = str(transformer)
-    config = load_config(config_path(corpus, system), overrides=overrides, interpolate=False)
+    config = load_config(config_path(corpus, spec.base), overrides=overrides, interpolate=False)
     # ``init_nlp`` reads the train corpus only to find the labels (and spaCy
-    # ner's actions); a sample holds them all and spares reading all of MSRA.
-    # Training itself goes through every sentence of the batch plan.
+    # ner's actions); a sample holds them all. Training goes through the plan.
     config["corpora"]["train"]["limit"] = INIT_SAMPLE
-    if system == "spacy_ner":
-        crf_ner = config["components"].pop("crf_ner")
-        tok2vec = copy.deepcopy(dict(crf_ner["model"]["tok2vec"]))
+    config["system"]["seed"] = int(seed)
+    component = config["components"]["crf_ner"]
+    if spec.kind == "ner":
+        tok2vec = copy.deepcopy(dict(component["model"]["tok2vec"]))
+        config["components"].pop("crf_ner")
         config["components"]["ner"] = _ner_component(tok2vec, is_transformer_corpus(corpus))
         config["nlp"]["pipeline"] = [p if p != "crf_ner" else "ner" for p in config["nlp"]["pipeline"]]
+    elif spec.kind == "crf_ner":
+        component["head_lr_scale"] = float(head_lr_scale)
+        if spec.encoder is not None or spec.sized_to is not None:
+            width = encoder_input_width(corpus, transformer)
+            component["model"]["encoder"] = encoder_block(corpus, spec, width)
+    else:
+        raise ValueError(f"{name} is not a spaCy system")
     learn_rate = config["training"]["optimizer"]["learn_rate"]
     if isinstance(learn_rate, dict):
         learn_rate["total_steps"] = max(int(total_steps), 1)
@@ -116,15 +220,30 @@ def build_config(
 
 
 def optimizer_settings(corpus: str) -> Dict[str, Any]:
-    """The optimizer and batcher sections of the corpus's configs, as text-able dicts."""
-    config = load_config(config_path(corpus, "crf"), interpolate=False)
-    training = config["training"]
+    """The optimizer and batcher sections of the corpus's configs."""
+    training = base_config(corpus)["training"]
     return {
         "optimizer": copy.deepcopy(dict(training["optimizer"])),
         "batcher": copy.deepcopy(dict(training["batcher"])),
         "dropout": training["dropout"],
-        "head_lr_scale": config["components"]["crf_ner"]["head_lr_scale"],
     }
+
+
+def config_warmup(corpus: str) -> int:
+    """The warm-up steps of the corpus's configs (0: a constant rate)."""
+    learn_rate = optimizer_settings(corpus)["optimizer"]["learn_rate"]
+    return int(learn_rate.get("warmup_steps", 0)) if isinstance(learn_rate, dict) else 0
+
+
+def learn_rates(corpus: str, total_steps: int, warmup: int) -> List[float]:
+    """The learning rate of each of ``total_steps`` steps, as the configs'
+    schedule (with this total and warm-up) gives it to Thinc's optimizer."""
+    learn_rate = copy.deepcopy(optimizer_settings(corpus)["optimizer"]["learn_rate"])
+    if not isinstance(learn_rate, dict):
+        return [float(learn_rate)] * total_steps
+    learn_rate.update(total_steps=total_steps, warmup_steps=warmup)
+    schedule = registry.resolve({"s": learn_rate})["s"]
+    return [float(x) for x in itertools.islice(schedule, total_steps)]
 
 
 class _Sized:
@@ -145,8 +264,7 @@ def batch_plan(corpus: str, lengths: Sequence[int], budget_words: int, seed: int
     batches by the corpus config's own batcher (``spacy.batch_by_words.v1``
     with its compounding size), as ``spacy train`` does per epoch.
     """
-    config = load_config(config_path(corpus, "crf"), interpolate=False)
-    batcher = registry.resolve({"b": config["training"]["batcher"]})["b"]
+    batcher = registry.resolve({"b": optimizer_settings(corpus)["batcher"]})["b"]
     items = [_Sized(i, n) for i, n in enumerate(lengths) if n > 0]
     if not items:
         raise ValueError("no training sentences")
@@ -164,11 +282,11 @@ def batch_plan(corpus: str, lengths: Sequence[int], budget_words: int, seed: int
     return plan
 
 
-def plan_words(plan: Sequence[Sequence[int]], lengths: Sequence[int]) -> int:
-    return sum(lengths[i] for batch in plan for i in batch)
-
-
-def checkpoints(budget_words: int, fractions: Sequence[float]) -> List[int]:
-    """Words-seen values at which dev F1 is measured (the last is the budget)."""
-    points = sorted({max(1, int(round(budget_words * f))) for f in fractions} | {budget_words})
-    return [p for p in points if p <= budget_words]
+def steps_for(plan: Sequence[Sequence[int]], lengths: Sequence[int], words: int) -> int:
+    """How many steps of ``plan`` it takes to see ``words`` words."""
+    seen = 0
+    for step, batch in enumerate(plan, start=1):
+        seen += sum(lengths[i] for i in batch)
+        if seen >= words:
+            return step
+    return len(plan)

@@ -1,65 +1,174 @@
-"""One measurement in its own process, so that peak RSS is that system's.
+"""Run one cell and return (or write) its JSON object.
 
-python -m bench.worker TASK SPEC.json RESULT.json
+python -m bench.worker SPEC.json CELL.json     # what ``python -m bench run`` starts per cell
 """
 
+import hashlib
 import os
 import sys
 import time
 import traceback
-from typing import Any, Callable, Dict
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
-from .common import read_json, write_json
+from .common import peak_rss_mb, read_json, write_json
+from .corpora import corpus_spec
+from .data import read_meta
+from .provenance import bench_hash, device_name, git_commit, loadavg, machine_info, package_hash
+from .rules import infer_batch_size
+from .specs import GRID, MAIN, MICRO, SPEED, CellSpec, setting_scale
 
 
-def _tasks() -> Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]]:
-    from .crf_bench import run_crf_bench
-    from .infer import encoder_only_spacy, infer_spacy
-    from .softmax import encoder_only_hf, infer_softmax, train_softmax
-    from .throughput import interleaved_throughput
+def transformer_info(path: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The transformer's name, shape and a hash of its weights."""
+    if not path:
+        return None
+    folder = Path(path)
+    config = read_json(folder / "config.json")
+    info = {k: config.get(k) for k in ("_name_or_path", "model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).exists():
+            info["weights_sha256"] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+            break
+    return info
+
+
+def _training(spec: CellSpec) -> Dict[str, Any]:
+    from .softmax import train_softmax
+    from .systems import system
     from .train_spacy import train_spacy
 
-    def both(train: Callable, infer: Callable) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
-        # --quick: train and measure in one process (saves a start-up per system).
-        return lambda spec: {**train(spec), **infer(spec)}
+    key = spec.key
+    corpus = corpus_spec(key.corpus, spec.quick)
+    assert spec.budget is not None
+    scale = setting_scale(key.setting)
+    model_dir = Path(spec.model_dir)
+    if system(key.corpus, key.system).kind == "softmax":
+        assert spec.transformer is not None
+        result = train_softmax(
+            key.corpus,
+            Path(spec.corpus_dir),
+            spec.transformer,
+            spec.budget,
+            key.seed,
+            scale,
+            model_dir,
+            infer_batch_size(corpus.name),
+        )
+    else:
+        result = train_spacy(
+            key.corpus,
+            key.system,
+            Path(spec.corpus_dir),
+            spec.transformer,
+            spec.budget,
+            key.seed,
+            scale,
+            model_dir,
+            infer_batch_size(corpus.name),
+        )
+    meta = read_meta(Path(spec.corpus_dir))
+    # One number per test sentence, space-separated: compact in the committed JSON.
+    result["sentence_counts"] = {k: " ".join(map(str, v)) for k, v in result["sentence_counts"].items()}
+    result["head_lr_scale"] = scale
+    result["epochs"] = result["words_seen"] / sum(meta["lengths"]["train"])
+    result["test_fingerprint"] = meta["info"]["splits"]["test"]["fingerprint"]
+    result["data"] = meta["info"]
+    return result
 
-    return {
-        "train_infer_spacy": both(train_spacy, infer_spacy),
-        "train_infer_softmax": both(train_softmax, infer_softmax),
-        "train_spacy": train_spacy,
-        "infer_spacy": infer_spacy,
-        "encoder_only_spacy": encoder_only_spacy,
-        "train_softmax": train_softmax,
-        "infer_softmax": infer_softmax,
-        "encoder_only_hf": encoder_only_hf,
-        "crf_bench": run_crf_bench,
-        "throughput": interleaved_throughput,
+
+def _speed(spec: CellSpec) -> Dict[str, Any]:
+    from .speed import speed_cell
+
+    return speed_cell(spec, corpus_spec(spec.key.corpus, spec.quick))
+
+
+def _micro(spec: CellSpec) -> Dict[str, Any]:
+    from spacy.vocab import Vocab
+
+    from .data import load_docs
+    from .micro import crf_scaling, encoder_speed
+    from .systems import SYSTEMS, encoder_block, encoder_input_width
+
+    if spec.key.system == "crf_scaling":
+        if spec.quick:
+            return crf_scaling([50, 100, 200, 400], [1, 4], 3)
+        return crf_scaling([250, 500, 1000, 2000, 3500, 5000], [1, 4, 8, 16], 5)
+    corpus = corpus_spec(spec.key.corpus, spec.quick)
+    width = encoder_input_width(corpus.name, spec.transformer)
+    blocks = {
+        name: encoder_block(corpus.name, s, width)
+        for name, s in SYSTEMS[corpus.name].items()
+        if s.kind == "crf_ner" and name != "crf"
     }
+    lengths: List[int] = []
+    for doc in load_docs(Path(spec.corpus_dir) / "test.spacy", Vocab()):
+        if sum(lengths) >= (300 if spec.quick else 6000):
+            break
+        if len(doc):
+            lengths.append(len(doc))
+    return encoder_speed(blocks, width, lengths, infer_batch_size(corpus.name), 3 if spec.quick else 5)
+
+
+def run_cell(spec: CellSpec) -> Dict[str, Any]:
+    """Run the cell ``spec`` in this process and return its JSON object."""
+    import torch
+
+    if spec.threads:
+        torch.set_num_threads(int(spec.threads))
+    key = spec.key
+    device = key.setting if key.stage in (SPEED, MICRO) else "cpu"
+    if device == "cuda":
+        from thinc.api import require_gpu
+
+        require_gpu()
+    before = loadavg()
+    start = time.perf_counter()
+    if key.stage in (GRID, MAIN):
+        result = _training(spec)
+    elif key.stage == SPEED:
+        result = _speed(spec)
+    elif key.stage == MICRO:
+        result = _micro(spec)
+    else:
+        raise ValueError(f"unknown stage {key.stage!r}")
+    cell: Dict[str, Any] = {
+        "cell_id": key.cell_id,
+        "corpus": key.corpus,
+        "stage": key.stage,
+        "system": key.system,
+        "setting": key.setting,
+        "seed": key.seed,
+        "device": device,
+        "device_name": device_name(device),
+        "quick": spec.quick,
+        **result,
+        "package_hash": package_hash(),
+        "bench_hash": bench_hash(),
+        **git_commit(),
+        "machine": machine_info(),
+        "torch_threads": torch.get_num_threads(),
+        "transformer": transformer_info(spec.transformer),
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+        "cell_seconds": time.perf_counter() - start,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    return cell
 
 
 def main(argv: list) -> int:
-    if len(argv) != 3:
+    if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    task, spec_path, out_path = argv
-    spec = read_json(spec_path)
-    import torch
-
-    if spec.get("threads"):
-        torch.set_num_threads(int(spec["threads"]))
-    load_before = os.getloadavg()
-    start = time.perf_counter()
+    spec = CellSpec.from_json(read_json(Path(argv[0])))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        result = _tasks()[task](spec)
+        cell = run_cell(spec)
     except Exception:
         traceback.print_exc()
         return 1
-    result["task"] = task
-    result["task_wall_seconds"] = time.perf_counter() - start
-    result["loadavg_before"] = list(load_before)
-    result["loadavg_after"] = list(os.getloadavg())
-    result["torch_threads"] = torch.get_num_threads()
-    write_json(out_path, result)
+    write_json(Path(argv[1]), cell)
     return 0
 
 

@@ -84,7 +84,12 @@ def test_long_docs_keep_every_token(trained_listener):
     doc = trained_listener(text)
     scores = trained_listener.get_pipe("crf_ner").model.predict([doc])
     assert scores[0].shape[0] == len(doc) == 72
-    assert all(t.ent_iob_ in ("B", "I", "O") for t in doc)
+    # each repeat of the sentence is tagged alike: windows and strides do not lose tokens
+    first = [(e.start, e.end, e.label_) for e in doc.ents if e.end <= 12]
+    assert first and all(
+        [(e.start - 12 * k, e.end - 12 * k, e.label_) for e in doc.ents if 12 * k <= e.start < 12 * (k + 1)] == first
+        for k in range(6)
+    )
 
 
 def test_listener_pipe_equals_call_and_round_trip(trained_listener, tiny_bert):
@@ -150,6 +155,6 @@ def test_spacy_train_cli_runs_every_config(config, tiny_bert, en_corpus, zh_corp
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ENTS_F" in result.stdout
     nlp = spacy.load(tmp_path / "out" / "model-last")
-    assert "crf_ner" in nlp.pipe_names
+    assert nlp.get_pipe("crf_ner").labels == ("LOC", "ORG", "PER")
     doc = nlp("张三住在北京" if config.parent.name == "zh" else "Alice lives in Paris")
-    assert all(t.ent_iob_ in ("B", "I", "O") for t in doc)
+    assert len(doc) == (6 if config.parent.name == "zh" else 4)  # the config's tokenizer: a token per character

@@ -54,7 +54,7 @@ def explain(nlp: Language, text: str, *, k: int = 3, component: Optional[str] = 
     encoded = model.get_ref("encoder").predict([vectors])[0]  # (T, H)
     emissions: Floats2d = model.get_ref("emission").predict(encoded)  # (T, K)
     crf = get_crf(model)
-    allowed = pipe._allowed_tags([doc], presets=not pipe.cfg["overwrite_ents"])
+    allowed = pipe.decoding_constraints([doc])
     tags = pipe.tags
     config = nlp.config["components"][name]["model"]
     marginals = numpy.asarray(crf_marginals(crf, [emissions], allowed, temperature=pipe.temperature)[0])

@@ -23,7 +23,7 @@ import torch
 from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats1d, Floats2d, Floats3d, Ints1d, Ints2d
 
-from ..modules.crf import ConditionalRandomField, NonFiniteScoresError
+from ..modules.crf import ConditionalRandomField, NonFiniteScoresError, NoValidPathError
 from ..tag_scheme import Span, allowed_transitions, candidate_spans, continuation_tags, entity_tags
 from .lazy_torch import lazy_torch_layer, torch_module
 from .sequences import lengths_tensor, non_empty, pad_to_torch, padding_mask, place, shim_device
@@ -38,6 +38,7 @@ ScoredSpan = Tuple[int, int, str, float]
 __all__ = [
     "CRF",
     "CRFInput",
+    "NoValidPathError",
     "NonFiniteScoresError",
     "ScoredSpan",
     "crf_decode",

@@ -38,6 +38,7 @@ from typing import Any, List, Optional, Sequence, Tuple, cast
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 # The score of a forbidden transition, start, end or tag: impossible, not a
 # penalty. Sums over forbidden paths are exactly zero, maxima never pick one.
@@ -450,6 +451,7 @@ class _LogPartition(torch.autograd.Function):
         return log_z.to(emissions.dtype)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> Tuple[Optional[Tensor], ...]:  # type: ignore[override]
         if ctx.empty:
             return tuple(torch.zeros_like(x) for x in ctx.saved_tensors) + (None,)

@@ -17,7 +17,15 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d, Ints1d
 
-from ..layers.crf import NonFiniteScoresError, ScoredSpan, crf_decode, crf_kbest, crf_span_probs, set_tag_scheme
+from ..layers.crf import (
+    NonFiniteScoresError,
+    NoValidPathError,
+    ScoredSpan,
+    crf_decode,
+    crf_kbest,
+    crf_span_probs,
+    set_tag_scheme,
+)
 from ..layers.lazy_torch import build_lazy_layers, lazy_layer_dims
 from ..models.crf_tagger import get_crf
 from ..optim import finish_update_scaled
@@ -328,7 +336,7 @@ class CRFEntityRecognizer(TrainablePipe):
             tag_ids = [self.model.ops.alloc1i(len(doc)) for doc in docs]
             return tag_ids if self.spans_key is None else ScoredTagIds(tag_ids, [[] for _ in docs])
         scores = self.model.predict(docs)
-        allowed = self._allowed_tags(docs, presets=not self.cfg["overwrite_ents"])
+        allowed = self.decoding_constraints(docs)
         try:
             tag_ids = crf_decode(get_crf(self.model), scores, allowed)
         except NonFiniteScoresError as exc:
@@ -357,7 +365,7 @@ class CRFEntityRecognizer(TrainablePipe):
         if len(doc) == 0:
             return [([], 1.0)]
         scores = self.model.predict([doc])
-        allowed = self._allowed_tags([doc], presets=not self.cfg["overwrite_ents"])
+        allowed = self.decoding_constraints([doc])
         try:
             paths, log_probs = crf_kbest(get_crf(self.model), scores, k, allowed, temperature=self.temperature)[0]
         except NonFiniteScoresError as exc:
@@ -416,6 +424,11 @@ class CRFEntityRecognizer(TrainablePipe):
             nll, backprop = get_crf(self.model).begin_update((scores, gold, allowed))
         except NonFiniteScoresError as exc:
             raise ValueError(f"{Errors.E910.format(name=self.name)} {exc}") from None
+        except NoValidPathError as exc:
+            raise ValueError(
+                f"Component {self.name!r}: the gold tags of a training doc form no well-formed "
+                f"{self.scheme} sequence ({exc})."
+            ) from None
         loss = float(nll.sum(keepdims=False))
         if not numpy.isfinite(loss):
             raise ValueError(Errors.E910.format(name=self.name))
@@ -464,12 +477,21 @@ class CRFEntityRecognizer(TrainablePipe):
 
     # --- constraints -------------------------------------------------------
 
+    def decoding_constraints(self, docs: Sequence[Doc]) -> Optional[List[numpy.ndarray]]:
+        """The allowed-tag masks ``predict`` decodes within: per doc a (T, K)
+        bool array (whitespace tokens outside entities, no entity across a
+        sentence start, preset entities fixed unless ``overwrite_ents``), or
+        None when no doc of the batch restricts any token."""
+        return self._allowed_tags(docs, presets=not self.cfg["overwrite_ents"])
+
     def _allowed_tags(
         self, docs: Sequence[Doc], *, presets: bool, gold: Optional[Sequence[Ints1d]] = None
     ) -> Optional[List[numpy.ndarray]]:
         """Per doc a (T, K) bool mask of the tags each token may take, or None
-        for the whole batch when no doc restricts any token. With ``gold``,
-        a known gold tag is always allowed (the rules yield to the annotation)."""
+        for the whole batch when no doc restricts any token. With ``gold``, the
+        rules hold only where the gold tag is known and agrees with them: a
+        known gold tag is always allowed, and a token without gold annotation
+        may take any tag (so a gold entity around it stays possible)."""
         masks = [self._doc_allowed_tags(doc, presets) for doc in docs]
         if all(mask is None for mask in masks):
             return None
@@ -480,7 +502,8 @@ class CRFEntityRecognizer(TrainablePipe):
                 mask = numpy.ones((len(doc), n_tags), dtype=bool)
             if gold is not None:
                 ids = numpy.asarray(gold[i])
-                known = numpy.nonzero(ids >= 0)[0]
+                known = ids >= 0
+                mask[~known] = True
                 mask[known, ids[known]] = True
             out.append(mask)
         return out

@@ -1,0 +1,64 @@
+"""The benchmark harness (issue 9): ``python -m bench {run,plan,report}``.
+
+    python -m bench run --quick --out DIR                      # CI smoke run, about 2 minutes
+    python -m bench plan                                       # the full run's cells: done / stale / to do, hours
+    python -m bench run --transformer /tmp/minilm              # the full run (resumable: skips finished cells)
+    python -m bench run --transformer /tmp/minilm --cells 'conll2003/main/bilstm_crf/*'
+    python -m bench report                                     # cells -> docs/benchmarks.md (+ aggregate JSON)
+
+See bench/README.md.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List
+
+from .common import CELLS, REPO, RESULTS
+
+
+def parse(argv: List[str]) -> argparse.Namespace:
+    from .run import add_run_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_run_arguments(commands.add_parser("run", help="run the cells not yet done for this package code"))
+    add_run_arguments(commands.add_parser("plan", help="list the cells with their status and estimated time"))
+    report = commands.add_parser("report", help="aggregate the cells and write the page")
+    report.add_argument(
+        "--cells-dir", type=Path, default=CELLS, help="folder of the cells (default: bench/results/cells)"
+    )
+    report.add_argument("--md", type=Path, default=REPO / "docs" / "benchmarks.md")
+    report.add_argument("--img", type=Path, default=REPO / "docs" / "img")
+    report.add_argument("--json", type=Path, default=RESULTS / "aggregate.json", help="the aggregate JSON")
+    report.add_argument("--allow-mixed", action="store_true", help="aggregate cells of different package code")
+    return parser.parse_args(argv)
+
+
+def main(argv: List[str]) -> int:
+    args = parse(argv)
+    if args.command == "run":
+        from .run import run
+
+        return run(args)
+    if args.command == "plan":
+        from .run import plan
+
+        return plan(args)
+    from .cells import CellError, MixedHashError
+    from .report import write_report
+
+    try:
+        paths = write_report(args.cells_dir, args.md, args.img, args.json, allow_mixed=args.allow_mixed)
+    except (MixedHashError, CellError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

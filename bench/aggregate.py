@@ -1,0 +1,285 @@
+"""Cells -> the aggregate: the LR grid and its choices, mean and spread over
+seeds, paired bootstrap comparisons, time to dev F1, the speed figures per
+device, the CPU ratios of issue 12 and the targets. Everything here is a
+function of the cells alone (no clock, no machine state), so two
+aggregations of the same cells are identical."""
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .specs import GRID, MAIN, MICRO, SPEED, setting_scale
+from .stats import Counts, choose_scale, common_threshold, mean_sd, paired_bootstrap, time_to
+from .systems import SYSTEMS
+
+# The comparisons of issue 9 (a minus b), where both systems ran.
+COMPARISONS: Tuple[Tuple[str, str], ...] = (
+    ("bilstm_crf", "idcnn_crf"),
+    ("bilstm_crf", "spacy_ner"),
+    ("bilstm_crf", "softmax"),
+    ("crf", "softmax"),
+    ("idcnn_crf", "spacy_ner"),
+)
+OWN_BEST_SHARE = 0.95
+
+Cell = Dict[str, Any]
+
+
+def _by(cells: Sequence[Cell], stage: str) -> List[Cell]:
+    return sorted((c for c in cells if c["stage"] == stage), key=lambda c: c["cell_id"])
+
+
+def grid_summary(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
+    """Per corpus and system: dev F1 at each scale, and the scale chosen."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for cell in _by(cells, GRID):
+        entry = out.setdefault(cell["corpus"], {}).setdefault(cell["system"], {"dev_f1": {}, "words_seen": None})
+        entry["dev_f1"][cell["setting"]] = cell["dev_f1_best"]
+        entry["words_seen"] = cell["words_seen"]
+        entry["dev_sentences"] = cell["data"]["splits"]["dev"]["sentences"]
+    for systems in out.values():
+        for entry in systems.values():
+            pairs = sorted((setting_scale(s), f1) for s, f1 in entry["dev_f1"].items())
+            entry["chosen"] = choose_scale(pairs)
+    return out
+
+
+def _main_cells(
+    cells: Sequence[Cell], grid: Dict[str, Dict[str, Any]], ignored: List[str]
+) -> Dict[str, Dict[str, List[Cell]]]:
+    """Main cells per corpus and system, at the grid's choice where there is
+    one; the ids of main cells at another scale go to ``ignored``."""
+    out: Dict[str, Dict[str, List[Cell]]] = {}
+    for cell in _by(cells, MAIN):
+        chosen = grid.get(cell["corpus"], {}).get(cell["system"], {}).get("chosen")
+        if chosen is not None and setting_scale(cell["setting"]) != chosen:
+            ignored.append(cell["cell_id"])
+            continue
+        out.setdefault(cell["corpus"], {}).setdefault(cell["system"], []).append(cell)
+    return out
+
+
+def _seeded(corpus: str, system: str) -> bool:
+    spec = SYSTEMS.get(corpus, {}).get(system)
+    return spec is None or spec.seeds is None
+
+
+def system_summary(corpus: str, name: str, runs: List[Cell], threshold: Optional[float]) -> Dict[str, Any]:
+    spec = SYSTEMS.get(corpus, {}).get(name)
+    summary: Dict[str, Any] = {
+        "title": spec.title if spec else name,
+        "setting": runs[0]["setting"],
+        "head_lr_scale": runs[0]["head_lr_scale"],
+        "seeds": [c["seed"] for c in runs],
+        "stopped_by": [c["stopped_by"] for c in runs],
+        "seqeval_agrees": all(c.get("seqeval_agrees") for c in runs),
+    }
+    for key in (
+        "f1",
+        "precision",
+        "recall",
+        "dev_f1_best",
+        "words_seen",
+        "epochs",
+        "train_seconds",
+        "train_words_per_s",
+    ):
+        summary[key] = mean_sd([c[key] for c in runs if c.get(key) is not None])
+    summary["f1_by_seed"] = [c["f1"] for c in runs]
+    own = [time_to(c["learning_curve"], OWN_BEST_SHARE * c["dev_f1_best"]) for c in runs]
+    summary["to_own_95"] = _time_summary(own)
+    if threshold is not None:
+        summary["to_common"] = _time_summary([time_to(c["learning_curve"], threshold) for c in runs])
+    summary["curves"] = [
+        [[p["words_seen"], p["train_seconds"], p["dev_f1"]] for p in c["learning_curve"]] for c in runs
+    ]
+    return summary
+
+
+def _time_summary(points: Sequence[Optional[Dict[str, float]]]) -> Dict[str, Any]:
+    reached = [p for p in points if p is not None]
+    return {
+        "reached": len(reached),
+        "runs": len(points),
+        "train_seconds": mean_sd([p["train_seconds"] for p in reached]),
+        "words_seen": mean_sd([p["words_seen"] for p in reached]),
+    }
+
+
+def comparisons(main: Dict[str, Dict[str, List[Cell]]]) -> List[Dict[str, Any]]:
+    out = []
+    for corpus in sorted(main):
+        for a, b in COMPARISONS:
+            runs_a, runs_b = main[corpus].get(a), main[corpus].get(b)
+            if not runs_a or not runs_b:
+                continue
+            prints = {c["test_fingerprint"] for c in runs_a + runs_b}
+            if len(prints) != 1:
+                raise ValueError(f"{corpus}: {a} and {b} were tested on different sentences ({sorted(prints)})")
+            result = paired_bootstrap(
+                Counts.of([c["sentence_counts"] for c in runs_a]), Counts.of([c["sentence_counts"] for c in runs_b])
+            )
+            out.append({"a": a, "b": b, "corpus": corpus, **result})
+    return out
+
+
+def _rounds(entry: Dict[str, Any], key: str) -> List[float]:
+    return list((entry.get(key) or {}).get("values") or [])
+
+
+def _ratio_spread(a: Sequence[float], b: Sequence[float]) -> Dict[str, Any]:
+    values = sorted(x / y for x, y in zip(a, b) if y)
+    if not values:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    mid = len(values) // 2
+    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return {"median": median, "min": values[0], "max": values[-1], "n": len(values)}
+
+
+def speed_summary(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
+    """Per device and corpus: the speed cell's figures, and per-round ratios
+    of IDCNN-CRF over BiLSTM-CRF (training and inference)."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for cell in _by(cells, SPEED):
+        training, inference = cell["training"], cell["inference"]["systems"]
+        pair = {}
+        if "bilstm_crf" in training and "idcnn_crf" in training:
+            pair["train"] = _ratio_spread(
+                _rounds(training["idcnn_crf"], "train_words_per_s"),
+                _rounds(training["bilstm_crf"], "train_words_per_s"),
+            )
+            pair["infer"] = _ratio_spread(
+                _rounds(inference["idcnn_crf"], "infer_words_per_s"),
+                _rounds(inference["bilstm_crf"], "infer_words_per_s"),
+            )
+        out.setdefault(cell["device"], {})[cell["corpus"]] = {
+            "device_name": cell["device_name"],
+            "torch_threads": cell["torch_threads"],
+            "loadavg_before": cell["loadavg_before"],
+            "loadavg_after": cell["loadavg_after"],
+            "training": training,
+            "training_steps": cell["training_steps"],
+            "inference": cell["inference"],
+            "attn_implementation": cell["attn_implementation"],
+            "idcnn_over_bilstm": pair,
+        }
+    return out
+
+
+def cpu_ratios(speed: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, Optional[float]]]]:
+    """Issue 12's CPU ratios per corpus and system (medians of rounds): training
+    and inference words/s over spaCy ner's, inference over the encoder alone,
+    and the CRF's share of a training step and of inference."""
+    out: Dict[str, Dict[str, Dict[str, Optional[float]]]] = {}
+    for corpus, entry in sorted(speed.get("cpu", {}).items()):
+        systems = entry["inference"]["systems"]
+        for name in sorted(entry["training"]):
+            if SYSTEMS.get(corpus, {}).get(name) is None or SYSTEMS[corpus][name].kind not in ("crf_ner", "ner"):
+                continue
+            train, infer = entry["training"][name], systems.get(name, {})
+            out.setdefault(corpus, {})[name] = {
+                "train_over_ner": (train.get("train_over_ner") or {}).get("median"),
+                "infer_over_ner": (infer.get("infer_over_ner") or {}).get("median"),
+                "infer_over_encoder": (infer.get("infer_over_encoder") or {}).get("median"),
+                "crf_share_of_step": (train.get("crf_share_of_step") or {}).get("median"),
+                "crf_share_of_inference": infer.get("crf_share_of_inference"),
+            }
+    return out
+
+
+def micro_summary(cells: Sequence[Cell]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for cell in _by(cells, MICRO):
+        if cell["system"] == "crf_scaling":
+            out.setdefault("crf", {})[cell["device"]] = {
+                k: cell[k] for k in ("lengths", "label_counts", "repeats", "rows", "fits", "worst_slope_gap")
+            }
+        else:
+            out.setdefault("encoders", {}).setdefault(cell["device"], {})[cell["corpus"]] = {
+                k: cell[k] for k in ("width", "batch_size", "tokens", "encoders")
+            }
+    return out
+
+
+def budgets(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
+    """Per corpus: the budgets, warm-ups and split sizes the training cells ran with."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for cell in sorted((c for c in cells if c["stage"] in (GRID, MAIN)), key=lambda c: c["cell_id"]):
+        entry = out.setdefault(cell["corpus"], {})
+        stage = cell["stage"]
+        entry[stage] = cell["budget"]
+        for key, value in (
+            ("warmup", cell["schedule"]["warmup_steps"]),
+            ("total_steps", cell["schedule"]["total_steps"]),
+        ):
+            values = entry.setdefault(f"{stage}_{key}", [])
+            if value not in values:
+                values.append(value)
+        clips = entry.setdefault("grad_clip", [])
+        if cell["config"]["grad_clip"] not in clips:
+            clips.append(cell["config"]["grad_clip"])
+        splits = cell["data"]["splits"]
+        entry["epoch_words"] = splits["train"]["words"]
+        entry["dev_sentences"] = splits["dev"]["sentences"]
+        entry["test_sentences"] = splits["test"]["sentences"]
+    for entry in out.values():
+        for key in list(entry):
+            if key.endswith(("_warmup", "_total_steps", "grad_clip")):
+                entry[key] = sorted(entry[key])
+    return out
+
+
+def _transformer_text(info: Dict[str, Any]) -> str:
+    name = info.get("_name_or_path") or info.get("model_type")
+    return (
+        f"{name}: {info.get('num_hidden_layers')} layers, width {info.get('hidden_size')}, "
+        f"weights sha256 {str(info.get('weights_sha256'))[:12]}"
+    )
+
+
+def provenance(cells: Sequence[Cell]) -> Dict[str, Any]:
+    return {
+        "cells": len(cells),
+        "package_hashes": sorted({c["package_hash"] for c in cells}),
+        "commits": sorted({str(c.get("commit")) for c in cells}),
+        "package_dirty": any(c.get("package_dirty") for c in cells),
+        "devices": sorted({f"{c['device']}: {c['device_name']}" for c in cells}),
+        "quick": any(c.get("quick") for c in cells),
+        "transformers": sorted({_transformer_text(c["transformer"]) for c in cells if c.get("transformer")}),
+        "versions": sorted(
+            {" ".join(f"{k} {v}" for k, v in sorted(c["machine"]["versions"].items()) if v) for c in cells}
+        ),
+        "max_loadavg_before": max(c["loadavg_before"][0] for c in cells),
+    }
+
+
+def aggregate(cells: Sequence[Cell]) -> Dict[str, Any]:
+    """The aggregate JSON of the report."""
+    from .targets import check_targets
+
+    grid = grid_summary(cells)
+    ignored: List[str] = []
+    main = _main_cells(cells, grid, ignored)
+    thresholds: Dict[str, float] = {}
+    systems: Dict[str, Dict[str, Any]] = {}
+    for corpus in sorted(main):
+        seeded = [c["dev_f1_best"] for name, runs in main[corpus].items() if _seeded(corpus, name) for c in runs]
+        threshold = common_threshold(seeded) if seeded else None
+        if threshold is not None:
+            thresholds[corpus] = threshold
+        order = [n for n in SYSTEMS.get(corpus, {}) if n in main[corpus]] + sorted(
+            n for n in main[corpus] if n not in SYSTEMS.get(corpus, {})
+        )
+        systems[corpus] = {name: system_summary(corpus, name, main[corpus][name], threshold) for name in order}
+    speed = speed_summary(cells)
+    result: Dict[str, Any] = {
+        "provenance": {**provenance(cells), "ignored_main_cells": ignored},
+        "grid": grid,
+        "budgets": budgets(cells),
+        "systems": systems,
+        "common_threshold": thresholds,
+        "comparisons": comparisons(main),
+        "speed": speed,
+        "cpu_ratios": cpu_ratios(speed),
+        "micro": micro_summary(cells),
+    }
+    result["targets"] = check_targets(result)
+    return result

@@ -1,0 +1,165 @@
+"""Typed specifications of the benchmark: corpora, budgets, systems and cells.
+
+A *cell* is one unit of work whose result is one JSON file: a training run
+(corpus, system, head learning-rate setting, seed), the interleaved speed
+measurement of a corpus on one device, or a microbenchmark.
+"""
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+# Stages of the benchmark, in the order a full run goes through them.
+GRID, MAIN, SPEED, MICRO = "grid", "main", "speed", "micro"
+STAGES: Tuple[str, ...] = (GRID, MAIN, SPEED, MICRO)
+TRAINING_STAGES: Tuple[str, ...] = (GRID, MAIN)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Sentence caps per split (None: all), the MSRA dev fraction and how many
+    lines of each corpus file to read (None: all)."""
+
+    train: Optional[int] = None
+    dev: Optional[int] = None
+    test: Optional[int] = None
+    dev_fraction: float = 0.02
+    seed: int = 0
+    max_lines: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long one training cell trains, in training words (MSRA: characters).
+
+    Training goes on for at least ``min_words``; dev F1 is measured every
+    ``eval_every`` words and at the end; after ``min_words`` it stops at the
+    first evaluation where dev F1 has not improved for ``patience`` of the
+    words seen so far, and at ``max_words`` at the latest. The learning-rate
+    schedule spans ``max_words``. ``min_words == max_words`` is a fixed budget.
+    """
+
+    min_words: int
+    max_words: int
+    eval_every: int
+    patience: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_words <= self.max_words:
+            raise ValueError(f"need 0 < min_words <= max_words, got {self.min_words}, {self.max_words}")
+        if self.eval_every < 1 or not 0.0 < self.patience <= 1.0:
+            raise ValueError(f"bad eval_every {self.eval_every} or patience {self.patience}")
+
+
+@dataclass(frozen=True)
+class BudgetRule:
+    """A ``Budget`` in epochs of the corpus's training split."""
+
+    min_epochs: float
+    max_epochs: float
+    eval_every_epochs: float
+    patience: float = 0.25
+
+    def budget(self, epoch_words: int) -> Budget:
+        def words(epochs: float) -> int:
+            return max(1, int(round(epochs * epoch_words)))
+
+        return Budget(words(self.min_epochs), words(self.max_epochs), words(self.eval_every_epochs), self.patience)
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """One corpus: where it comes from, how it is cut, and its budgets."""
+
+    name: str
+    lang: str
+    unit: str  # what a token is: "words" or "characters"
+    limits: Limits
+    main: BudgetRule
+    grid: BudgetRule
+    grid_scales: Tuple[float, ...]  # the head learning-rate choices every fresh-head system gets
+    seeds: Tuple[int, ...]
+    speed_rounds: int  # interleaved rounds of the speed cell (training and inference)
+    speed_steps: int  # training steps per system per round
+    speed_words: int  # test words per system per inference round
+    grid_systems: Optional[Tuple[str, ...]] = None  # None: every system with a fresh head (--quick: fewer)
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """One system of a corpus. ``kind``: "crf_ner", "ner" (spaCy's), "softmax"
+    (transformers token classifier) or "encoder" (an encoder alone, a speed
+    ceiling). ``base`` names the package config it starts from; ``encoder``
+    overrides that config's encoder block (``"sized"``: a residual IDCNN as
+    wide as it takes to match the BiLSTM's parameter count)."""
+
+    name: str
+    title: str
+    kind: str
+    base: str = "crf"
+    encoder: Optional[Dict[str, Any]] = None
+    sized_to: Optional[str] = None
+    seeds: Optional[int] = None  # main-stage seeds, when fewer than the corpus's (speed-only variants)
+
+    @property
+    def trained(self) -> bool:
+        return self.kind != "encoder"
+
+
+@dataclass(frozen=True, order=True)
+class CellKey:
+    """The identity of a cell; ``setting`` is the head learning-rate scale as
+    ``x20`` for training cells and the device for speed and micro cells."""
+
+    corpus: str
+    stage: str
+    system: str
+    setting: str
+    seed: int
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.corpus}/{self.stage}/{self.system}/{self.setting}/seed{self.seed}"
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.corpus}/{self.stage}/{self.system}/{self.setting}-seed{self.seed}.json"
+
+
+def scale_setting(scale: float) -> str:
+    """``20.0`` -> ``"x20"``: the setting name of a head learning-rate scale."""
+    return f"x{scale:g}"
+
+
+def setting_scale(setting: str) -> float:
+    if not setting.startswith("x"):
+        raise ValueError(f"not a head learning-rate setting: {setting!r}")
+    return float(setting[1:])
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything a worker needs to run one cell, as plain data."""
+
+    key: CellKey
+    corpus_dir: str
+    model_dir: str
+    transformer: Optional[str]
+    threads: Optional[int]
+    budget: Optional[Budget] = None
+    head_lr_scale: float = 1.0
+    systems: Tuple[str, ...] = ()  # speed and micro cells: the systems measured
+    scales: Dict[str, float] = field(default_factory=dict)  # speed cells: each system's chosen scale
+    quick: bool = False
+
+    def to_json(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["systems"] = list(self.systems)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "CellSpec":
+        data = dict(data)
+        data["key"] = CellKey(**data["key"])
+        data["budget"] = Budget(**data["budget"]) if data.get("budget") else None
+        data["systems"] = tuple(data.get("systems") or ())
+        return cls(**data)

@@ -1,0 +1,133 @@
+"""The statistics of the report: paired bootstrap intervals, mean and spread
+over seeds, time to a dev F1, and the choice from the learning-rate grid."""
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 12345
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Per-sentence true positives, false positives and false negatives of
+    one or more runs of a system: arrays shaped (runs, sentences)."""
+
+    tp: numpy.ndarray
+    fp: numpy.ndarray
+    fn: numpy.ndarray
+
+    @classmethod
+    def of(cls, runs: Sequence[Dict[str, Any]]) -> "Counts":
+        """From each run's ``{"tp": ..., "fp": ..., "fn": ...}``: lists of ints,
+        or the space-separated strings that cells store."""
+        arrays = [numpy.asarray([_ints(run[k]) for run in runs], dtype="int64") for k in ("tp", "fp", "fn")]
+        if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 2:
+            raise ValueError("every run needs tp, fp and fn for the same sentences")
+        return cls(*arrays)
+
+    @property
+    def sentences(self) -> int:
+        return int(self.tp.shape[1])
+
+
+def _ints(values: Any) -> List[int]:
+    return [int(v) for v in values.split()] if isinstance(values, str) else [int(v) for v in values]
+
+
+def _f1(tp: numpy.ndarray, fp: numpy.ndarray, fn: numpy.ndarray) -> numpy.ndarray:
+    denominator = 2 * tp + fp + fn
+    return numpy.where(denominator > 0, 2 * tp / numpy.maximum(denominator, 1), 0.0)
+
+
+def mean_f1(counts: Counts, weights: Optional[numpy.ndarray] = None) -> numpy.ndarray:
+    """Micro F1 of each run, averaged over runs; with ``weights`` (resamples x
+    sentences: how often each sentence is drawn), one value per resample."""
+    if weights is None:
+        weights = numpy.ones((1, counts.sentences), dtype="int64")
+    tp, fp, fn = (weights @ a.T for a in (counts.tp, counts.fp, counts.fn))  # (resamples, runs)
+    return _f1(tp, fp, fn).mean(axis=1)
+
+
+def paired_bootstrap(
+    a: Counts,
+    b: Counts,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> Dict[str, float]:
+    """Mean F1 of ``a`` minus mean F1 of ``b`` (each averaged over its runs),
+    with a percentile bootstrap interval over test sentences: each resample
+    draws sentences with replacement and scores both systems on the same
+    draw. The interval covers the test-set sampling; seed variation shows in
+    the spread over runs, reported beside it."""
+    if a.sentences != b.sentences:
+        raise ValueError(f"unpaired: {a.sentences} vs {b.sentences} sentences")
+    n = a.sentences
+    rng = numpy.random.default_rng(seed)
+    deltas: List[numpy.ndarray] = []
+    for start in range(0, resamples, 250):
+        size = min(250, resamples - start)
+        weights = rng.multinomial(n, numpy.full(n, 1.0 / n), size=size)
+        deltas.append(mean_f1(a, weights) - mean_f1(b, weights))
+    delta = numpy.concatenate(deltas)
+    tail = (1.0 - confidence) / 2.0
+    return {
+        "delta_f1": float(mean_f1(a)[0] - mean_f1(b)[0]),
+        "ci_low": float(numpy.quantile(delta, tail)),
+        "ci_high": float(numpy.quantile(delta, 1.0 - tail)),
+        "resamples": resamples,
+        "sentences": n,
+        "runs_a": int(a.tp.shape[0]),
+        "runs_b": int(b.tp.shape[0]),
+    }
+
+
+def mean_sd(values: Sequence[float]) -> Dict[str, Any]:
+    """Mean, sample standard deviation (None for one value), min, max, n."""
+    vals = [float(v) for v in values]
+    if not vals:
+        return {"mean": None, "sd": None, "min": None, "max": None, "n": 0}
+    return {
+        "mean": statistics.fmean(vals),
+        "sd": statistics.stdev(vals) if len(vals) > 1 else None,
+        "min": min(vals),
+        "max": max(vals),
+        "n": len(vals),
+    }
+
+
+def time_to(curve: Sequence[Dict[str, Any]], threshold: float) -> Optional[Dict[str, float]]:
+    """The first checkpoint of a learning curve whose dev F1 reaches
+    ``threshold``: its words seen and training seconds (None: never)."""
+    for point in curve:
+        if point["dev_f1"] >= threshold:
+            return {"words_seen": point["words_seen"], "train_seconds": point["train_seconds"]}
+    return None
+
+
+def common_threshold(best_f1s: Sequence[float], step: float = 0.001) -> float:
+    """A dev F1 that every run reaches: the lowest best dev F1, rounded down to ``step``."""
+    if not best_f1s:
+        raise ValueError("no runs")
+    return math.floor(min(best_f1s) / step + 1e-9) * step
+
+
+def choose_scale(results: Sequence[Tuple[float, float]]) -> float:
+    """The head learning-rate scale with the highest dev F1 among ``(scale,
+    dev F1)`` pairs; a tie goes to the smaller scale."""
+    if not results:
+        raise ValueError("no grid results")
+    return min(results, key=lambda item: (-item[1], item[0]))[0]
+
+
+def interval_clears(low: Optional[float], high: Optional[float], goal: float, above: bool = True) -> Optional[bool]:
+    """Whether a whole interval lies at or beyond ``goal`` (None: not measured)."""
+    if low is None or high is None:
+        return None
+    return low >= goal if above else high <= goal
