@@ -301,6 +301,48 @@ def _run_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_explain(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Command:
+    parser = subparsers.add_parser(
+        "explain",
+        help="trace how a pipeline recognises the entities of one text, stage by stage",
+        description=(
+            "Run MODEL on TEXT up to its crf_ner component and show each stage with the real shapes and "
+            "values of the run: tokens, the transformer's wordpieces and windows, token vectors, encoder "
+            "output, emission scores, transitions, the Viterbi path and the next-best paths, and the "
+            "entities with their probabilities."
+        ),
+    )
+    parser.add_argument("model", metavar="MODEL", help="a pipeline folder or installed package name")
+    parser.add_argument("text", metavar="TEXT")
+    parser.add_argument("--html", type=Path, default=None, metavar="FILE", help="also write an HTML page")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the trace as JSON")
+    parser.add_argument("--k", type=_positive, default=3, metavar="K", help="number of best paths (default 3)")
+    parser.add_argument("--component", default=None, metavar="NAME", help="the crf_ner component (default: the first)")
+    parser.add_argument("--width", type=_positive, default=100, metavar="N", help="terminal width (default 100)")
+    return _run_explain
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    import json
+
+    import spacy
+
+    from .explain import explain, render_html, render_text
+
+    nlp = spacy.load(args.model)
+    trace = explain(nlp, args.text, k=args.k, component=args.component)
+    print(render_text(trace, width=args.width), end="")
+    for path, content in (
+        (args.json, lambda: json.dumps(trace.to_dict(), ensure_ascii=False, indent=1)),
+        (args.html, lambda: render_html(trace)),
+    ):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content(), encoding="utf8")
+            print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, Command]]:
     """The argument parser and the function run by each subcommand."""
     parser = argparse.ArgumentParser(prog=PROG, description="BiLSTM-CRF NER for spaCy.")
@@ -311,6 +353,7 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, Command]]:
         "fetch": _add_fetch(subparsers),
         "predict": _add_predict(subparsers),
         "render": _add_render(subparsers),
+        "explain": _add_explain(subparsers),
     }
     return parser, commands
 

@@ -562,3 +562,52 @@ def count_labels(spans: Iterable[Span], counts: Optional[Dict[str, int]] = None)
     for _, _, label in spans:
         result[label] = result.get(label, 0) + 1
     return result
+
+
+def entity_tags(length: int, label: str, scheme: Union[str, Scheme]) -> List[str]:
+    """The tags of one entity of ``length`` tokens, e.g. ``B-X I-X L-X`` (BILUO) or ``B-X I-X I-X`` (BIO)."""
+    return spans_to_tags(length, [(0, length, label)], scheme)
+
+
+def candidate_spans(
+    marginals: numpy.ndarray, tags: Sequence[str], scheme: Union[str, Scheme], threshold: float
+) -> List[Span]:
+    """The spans that may be entities with probability >= ``threshold``,
+    given the token marginals ``marginals`` (T, K) over ``tags``.
+
+    A span (s, e, X) is an entity only if every token s..e-1 takes its tag of
+    :func:`entity_tags` and token e does not continue it, so its probability
+    is at most the smallest of those tokens' marginals (and of one minus the
+    marginal that token e continues it). This returns every span whose bound
+    is >= ``threshold``: no span that reaches the threshold is missed. Each
+    begin (or unit) tag whose marginal reaches the threshold is extended
+    while the inside marginals stay at or above it, so the cost is the number
+    of such starts times the length of their runs, not T squared.
+    """
+    spec = get_scheme(scheme)
+    probs = numpy.asarray(marginals, dtype="float64")
+    n_tokens = len(probs)
+    if probs.ndim != 2 or probs.shape[1] != len(tags):
+        raise ValueError(f"Marginals of shape {probs.shape} do not match {len(tags)} tags.")
+    index = {tag: i for i, tag in enumerate(tags)}
+    labels = list(dict.fromkeys(label for _, label in map(split_tag, tags) if label is not None))
+    floor = threshold - 1e-6  # the bound is a sum of floats: do not lose a span to rounding
+    spans: List[Span] = []
+    for label in labels:
+        begin, inside = index[join_tag(spec.begin, label)], index[join_tag(spec.inside, label)]
+        last, unit = index[join_tag(spec.prefix(LAST), label)], index[join_tag(spec.prefix(UNIT), label)]
+        continuing = sorted({inside, last})
+        ended = numpy.ones(n_tokens + 1)  # ended[t]: P(token t does not continue an entity of label)
+        ended[:n_tokens] = 1.0 - probs[:, continuing].sum(axis=1)
+        starts = numpy.nonzero(numpy.maximum(probs[:, begin], probs[:, unit]) >= floor)[0]
+        for start in starts.tolist():
+            if probs[start, unit] >= floor and ended[start + 1] >= floor:
+                spans.append((start, start + 1, label))
+            if probs[start, begin] < floor:
+                continue
+            for stop in range(start + 1, n_tokens):  # token ``stop`` is the span's last
+                if probs[stop, last] >= floor and ended[stop + 1] >= floor:
+                    spans.append((start, stop + 1, label))
+                if probs[stop, inside] < floor:
+                    break
+    return sorted(set(spans))

@@ -1,4 +1,6 @@
-"""The CRF as a Thinc layer: negative log-likelihood forward, Viterbi decoding.
+"""The CRF as a Thinc layer: negative log-likelihood forward, Viterbi decoding,
+and what the CRF knows beyond the best path: token marginals, entity
+probabilities and the k best paths.
 
 The layer owns its tag inventory and constraints: :func:`set_tag_scheme`
 gives it the tags and their scheme, from which the allowed transitions are
@@ -7,9 +9,14 @@ The inventory is kept in the layer's attrs, so it is saved with the model.
 
 Per-token constraints come as ``allowed`` masks: for each doc a (T_i, K) bool
 array of the tags each token may take (None: any tag the transitions allow).
+
+The inference functions take a ``temperature``: the CRF's scores (emissions,
+transitions, start and end) are divided by it before the distribution over
+paths is formed, which flattens (> 1) or sharpens (< 1) the probabilities
+without changing their order, so the best path stays the same.
 """
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy
 import torch
@@ -17,7 +24,7 @@ from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats1d, Floats2d, Floats3d, Ints1d, Ints2d
 
 from ..modules.crf import ConditionalRandomField, NonFiniteScoresError, NoValidPathError
-from ..tag_scheme import allowed_transitions
+from ..tag_scheme import Span, allowed_transitions, candidate_spans, continuation_tags, entity_tags
 from .lazy_torch import lazy_torch_layer, torch_module
 from .sequences import lengths_tensor, non_empty, pad_to_torch, padding_mask, place, shim_device
 
@@ -25,8 +32,22 @@ from .sequences import lengths_tensor, non_empty, pad_to_torch, padding_mask, pl
 # optionally the tags each token may take (T_i, K) bool.
 AllowedTags = Optional[Sequence[numpy.ndarray]]
 CRFInput = Tuple[List[Floats2d], List[Ints1d], AllowedTags]
+ScoredSpan = Tuple[int, int, str, float]
+"""An entity and its probability: (start token, end token exclusive, label, probability)."""
 
-__all__ = ["CRF", "CRFInput", "NoValidPathError", "NonFiniteScoresError", "crf_decode", "set_tag_scheme"]
+__all__ = [
+    "CRF",
+    "CRFInput",
+    "NoValidPathError",
+    "NonFiniteScoresError",
+    "ScoredSpan",
+    "crf_decode",
+    "crf_kbest",
+    "crf_marginals",
+    "crf_span_probs",
+    "crf_transition_scores",
+    "set_tag_scheme",
+]
 
 
 def CRF(nO: Optional[int] = None) -> Model[CRFInput, Floats1d]:
@@ -91,6 +112,194 @@ def crf_decode(
         best_xp = ops.asarray2i(cast(Ints2d, torch2xp(best.int())))
     rows = [best_xp[row, :length] for row, length in enumerate(lengths)]
     return place(len(emissions), keep, rows, lambda _: ops.alloc1i(0))
+
+
+def crf_marginals(
+    model: Model[CRFInput, Floats1d],
+    emissions: Sequence[Floats2d],
+    allowed: AllowedTags = None,
+    *,
+    temperature: float = 1.0,
+) -> List[Floats2d]:
+    """Per doc (T_i, K): the probability of each tag at each token under the
+    CRF, over the well-formed sequences within ``allowed``; rows sum to 1."""
+    _check_inputs(model, emissions, None, allowed)
+    ops = model.ops
+    n_tags = model.get_dim("nO")
+    keep = non_empty(emissions)
+    if not keep:
+        return [ops.alloc2f(0, n_tags) for _ in emissions]
+    module, padded, mask, allowed_t = _inference_batch(model, emissions, allowed, keep, temperature)
+    with torch.inference_mode():
+        probs = module.marginals(padded, mask, allowed=allowed_t).float()  # (B, T, K)
+        probs_xp = cast(Floats3d, torch2xp(probs))
+    rows = [ops.asarray2f(probs_xp[row, : len(emissions[i])]) for row, i in enumerate(keep)]
+    return place(len(emissions), keep, rows, lambda _: ops.alloc2f(0, n_tags))
+
+
+def crf_span_probs(
+    model: Model[CRFInput, Floats1d],
+    emissions: Sequence[Floats2d],
+    spans: Sequence[Sequence[Span]],
+    allowed: AllowedTags = None,
+    *,
+    threshold: Optional[float] = None,
+    temperature: float = 1.0,
+) -> List[List[ScoredSpan]]:
+    """Per doc, the probability that each of its ``spans`` (start, end, label)
+    is an entity: the total probability of the well-formed paths within
+    ``allowed`` that tag exactly these tokens as one entity of that label
+    (``B-X I-X L-X`` or ``U-X``; in BIO ``B-X I-X`` with no ``I-X`` after it).
+
+    With ``threshold``, every other span of the doc whose probability is at
+    least ``threshold`` follows the given ones, sorted; such spans are found
+    from the token marginals (:func:`~spacy_bilstm_crf.tag_scheme.candidate_spans`)
+    of the same forward-backward pass.
+    """
+    _check_inputs(model, emissions, None, allowed)
+    if len(spans) != len(emissions):
+        raise ValueError(f"CRF got {len(emissions)} docs of emission scores but {len(spans)} lists of spans.")
+    tags, scheme = model.attrs["tags"], model.attrs["scheme"]
+    for i, (doc_spans, scores) in enumerate(zip(spans, emissions)):
+        for start, end, label in doc_spans:
+            if not 0 <= start < end <= len(scores):
+                raise ValueError(f"Span ({start}, {end}, {label!r}) of doc {i} is outside 0..{len(scores)}.")
+    keep = non_empty(emissions)
+    if not keep:
+        return [[] for _ in emissions]
+    module, padded, mask, allowed_t = _inference_batch(model, emissions, allowed, keep, temperature)
+    with torch.inference_mode():
+        alpha_beta = module.forward_backward(padded, mask, allowed=allowed_t)
+        asked: List[List[Span]] = [list(spans[i]) for i in keep]
+        if threshold is not None:
+            log_alpha, log_beta, log_z = alpha_beta
+            probs = (log_alpha + log_beta - log_z[:, None, None]).exp().float()  # (B, T, K)
+            probs_np = model.ops.to_numpy(torch2xp(probs))
+            for row, i in enumerate(keep):
+                found = candidate_spans(probs_np[row, : len(emissions[i])], tags, scheme, threshold)
+                given = set(asked[row])
+                asked[row].extend(span for span in found if span not in given)
+        log_probs = _span_log_probs(model, module, padded, mask, allowed_t, alpha_beta, asked)
+    out: List[List[ScoredSpan]] = []
+    for row, i in enumerate(keep):
+        n_given = len(spans[i])
+        scored = [(s, e, label, float(numpy.exp(lp))) for (s, e, label), lp in zip(asked[row], log_probs[row])]
+        extra = sorted(scored[n_given:]) if threshold is not None else []
+        out.append(scored[:n_given] + [span for span in extra if span[3] >= cast(float, threshold)])
+    return place(len(emissions), keep, out, lambda _: [])
+
+
+def crf_kbest(
+    model: Model[CRFInput, Floats1d],
+    emissions: Sequence[Floats2d],
+    k: int,
+    allowed: AllowedTags = None,
+    *,
+    temperature: float = 1.0,
+) -> List[Tuple[Ints2d, Floats1d]]:
+    """Per doc, its ``k`` most probable well-formed tag sequences within
+    ``allowed`` (exact k-best Viterbi), best first: tag ids (n, T_i) and
+    their log-probabilities (n,), with n = k unless the doc has fewer
+    sequences. An empty doc has one empty sequence of log-probability 0."""
+    if k < 1:
+        raise ValueError(f"k-best decoding needs k >= 1, got k={k}.")
+    _check_inputs(model, emissions, None, allowed)
+    ops = model.ops
+    keep = non_empty(emissions)
+    empty = (ops.alloc2i(1, 0), ops.alloc1f(1))
+    if not keep:
+        return [empty for _ in emissions]
+    module, padded, mask, allowed_t = _inference_batch(model, emissions, allowed, keep, temperature)
+    with torch.inference_mode():
+        paths, scores = module.kbest(padded, mask, k, allowed=allowed_t)  # (B, k, T), (B, k)
+        log_z = module.log_partition(padded, mask, allowed=allowed_t)  # (B,)
+        log_probs = (scores - log_z.unsqueeze(1)).float()
+        paths_np = model.ops.to_numpy(torch2xp(paths.int()))
+        log_probs_np = model.ops.to_numpy(torch2xp(log_probs))
+    rows = []
+    for row, i in enumerate(keep):
+        found = numpy.isfinite(log_probs_np[row])
+        rows.append(
+            (
+                ops.asarray2i(paths_np[row, found, : len(emissions[i])]),
+                ops.asarray1f(log_probs_np[row, found]),
+            )
+        )
+    return place(len(emissions), keep, rows, lambda _: empty)
+
+
+def crf_transition_scores(model: Model[CRFInput, Floats1d]) -> Dict[str, numpy.ndarray]:
+    """The CRF's learned scores and its constraints as numpy arrays:
+    ``transitions`` (K, K) (row: previous tag), ``start`` (K,), ``end`` (K,),
+    and the bool masks ``allowed_transitions``, ``allowed_start``, ``allowed_end``."""
+    module = cast(ConditionalRandomField, torch_module(model))
+    with torch.no_grad():
+        return {
+            "transitions": module.transitions.detach().float().cpu().numpy(),
+            "start": module.start_transitions.detach().float().cpu().numpy(),
+            "end": module.end_transitions.detach().float().cpu().numpy(),
+            "allowed_transitions": module.allowed_transitions.cpu().numpy(),
+            "allowed_start": module.allowed_start.cpu().numpy(),
+            "allowed_end": module.allowed_end.cpu().numpy(),
+        }
+
+
+def _inference_batch(
+    model: Model, emissions: Sequence[Floats2d], allowed: AllowedTags, keep: Sequence[int], temperature: float
+) -> Tuple[ConditionalRandomField, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """The (tempered) CRF module and the padded emissions, mask and allowed
+    tags of the docs ``keep``, on the module's device."""
+    if not temperature > 0:
+        raise ValueError(f"The temperature must be positive, got {temperature}.")
+    wrapper = model.layers[0]
+    module = _tempered(cast(ConditionalRandomField, torch_module(model)), temperature)
+    padded = pad_to_torch(wrapper, [emissions[i] for i in keep])  # (B, T, K)
+    mask = padding_mask(lengths_tensor([len(emissions[i]) for i in keep], padded.device), padded.shape[1])
+    if temperature != 1.0:
+        padded = padded / temperature
+    return module, padded, mask, _pad_allowed(wrapper, allowed, keep)
+
+
+def _tempered(module: ConditionalRandomField, temperature: float) -> ConditionalRandomField:
+    """``module``, or a copy with its scores divided by ``temperature``."""
+    if temperature == 1.0:
+        return module
+    scaled = ConditionalRandomField(module.num_tags).to(module.transitions.device)
+    with torch.no_grad():
+        for name in ("transitions", "start_transitions", "end_transitions"):
+            getattr(scaled, name).copy_(getattr(module, name) / temperature)
+    scaled.set_constraints(module.allowed_transitions, module.allowed_start, module.allowed_end)
+    return scaled
+
+
+def _span_log_probs(
+    model: Model,
+    module: ConditionalRandomField,
+    padded: torch.Tensor,
+    mask: torch.Tensor,
+    allowed: Optional[torch.Tensor],
+    alpha_beta: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    spans: Sequence[Sequence[Span]],
+) -> List[numpy.ndarray]:
+    """Log-probabilities of the spans of each batch row, one call to the module."""
+    tags, scheme = model.attrs["tags"], model.attrs["scheme"]
+    index = {tag: i for i, tag in enumerate(tags)}
+    follow_row = torch.from_numpy(~continuation_tags(tags, scheme)).to(padded.device)  # (K,)
+    flat = []
+    for row, row_spans in enumerate(spans):
+        for start, end, label in row_spans:
+            try:
+                ids = [index[tag] for tag in entity_tags(end - start, label, scheme)]
+            except KeyError:
+                raise ValueError(f"The CRF has no tags for the label {label!r}: its tags are {tags}.") from None
+            flat.append((row, start, end, ids))
+    if not flat:
+        return [numpy.zeros((0,), dtype="float64") for _ in spans]
+    follow = follow_row.unsqueeze(0).expand(len(flat), -1)  # (N, K)
+    log_probs = module.span_log_probs(padded, mask, flat, follow, allowed=allowed, alpha_beta=alpha_beta)
+    values = log_probs.double().cpu().numpy()
+    bounds = numpy.cumsum([0] + [len(row_spans) for row_spans in spans])
+    return [values[bounds[row] : bounds[row + 1]] for row in range(len(spans))]
 
 
 def _pad_allowed(wrapper: Model, allowed: AllowedTags, keep: Sequence[int]) -> Optional[torch.Tensor]:

@@ -6,6 +6,15 @@ import torch
 from torch import Tensor, nn
 
 
+def receptive_field(kernel_size: int, dilations: Sequence[int], iterations: int) -> int:
+    """How many input tokens one output of the IDCNN sees: the input
+    convolution reaches ``kernel_size // 2`` tokens to each side and every
+    dilated convolution ``dilation * (kernel_size // 2)`` more, on every
+    iteration of the block."""
+    reach = (kernel_size // 2) * (1 + iterations * sum(dilations))
+    return 2 * reach + 1
+
+
 class IDCNN(nn.Module):
     """Iterated dilated convolutions; output width ``width``.
 
@@ -49,6 +58,7 @@ class IDCNN(nn.Module):
         self.residual = residual
         # Zeros between packed rows: as wide as the furthest reach of a kernel.
         self.gap = max(dilations) * half
+        self.receptive_field = receptive_field(kernel_size, dilations, iterations)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:

@@ -11,13 +11,21 @@ from spacy.errors import Errors
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.pipeline.ner import ner_score
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d, Ints1d
 
-from ..layers.crf import NonFiniteScoresError, NoValidPathError, crf_decode, set_tag_scheme
+from ..layers.crf import (
+    NonFiniteScoresError,
+    NoValidPathError,
+    ScoredSpan,
+    crf_decode,
+    crf_kbest,
+    crf_span_probs,
+    set_tag_scheme,
+)
 from ..layers.lazy_torch import (
     build_lazy_layers,
     describe_lazy_layers,
@@ -76,6 +84,9 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_CRF_NER_MODEL)["model"]
         "overwrite_ents": False,
         "head_lr_scale": 1.0,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+        "spans_key": None,
+        "threshold": 0.5,
+        "temperature": 1.0,
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
@@ -87,6 +98,9 @@ def make_crf_ner(
     overwrite_ents: bool,
     head_lr_scale: float,
     scorer: Optional[Callable],
+    spans_key: Optional[str] = None,
+    threshold: float = 0.5,
+    temperature: float = 1.0,
 ) -> "CRFEntityRecognizer":
     """Create a CRF entity recognizer.
 
@@ -99,6 +113,15 @@ def make_crf_ner(
         component's own layers (encoder, emissions, CRF); the tok2vec keeps
         the optimizer's rate.
     scorer (Optional[Callable]): The scoring method.
+    spans_key (Optional[str]): With a key, ``doc.spans[spans_key]`` holds the
+        entities with their probabilities under the CRF in
+        ``doc.spans[spans_key].attrs["scores"]``, and the other spans whose
+        probability is at least ``threshold``. None (the default): off, no cost.
+    threshold (float): The probability from which a span that is not a
+        predicted entity goes into ``doc.spans[spans_key]`` (0 < threshold <= 1).
+    temperature (float): The CRF's scores are divided by it before the
+        probabilities are computed (temperature scaling, for calibration);
+        decoding does not change.
     """
     return CRFEntityRecognizer(
         nlp.vocab,
@@ -108,7 +131,29 @@ def make_crf_ner(
         overwrite_ents=overwrite_ents,
         head_lr_scale=head_lr_scale,
         scorer=scorer,
+        spans_key=spans_key,
+        threshold=threshold,
+        temperature=temperature,
     )
+
+
+class ScoredTagIds(List[Ints1d]):
+    """What ``predict`` returns when ``spans_key`` is set: the tag ids of each
+    doc, as without it, and in ``spans`` each doc's entities (given first)
+    and other likely spans with their probabilities."""
+
+    def __init__(self, tag_ids: Iterable[Ints1d], spans: List[List[ScoredSpan]]) -> None:
+        super().__init__(tag_ids)
+        self.spans = spans
+
+
+def _check_confidence_settings(spans_key: Optional[str], threshold: float, temperature: float) -> None:
+    if spans_key is not None and (not isinstance(spans_key, str) or not spans_key):
+        raise ValueError(f"spans_key must be a non-empty string or None, got {spans_key!r}.")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}.")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}.")
 
 
 class CRFEntityRecognizer(TrainablePipe):
@@ -127,6 +172,13 @@ class CRFEntityRecognizer(TrainablePipe):
     already on the doc are kept and predicted around (their tokens keep their
     tags, and the next token does not continue them), unless
     ``overwrite_ents`` is set.
+
+    Confidence: with ``spans_key`` set, each predicted entity gets its
+    probability under the CRF (the total probability of the valid paths in
+    which exactly this span is an entity of this label) in
+    ``doc.spans[spans_key]``, with the other spans whose probability reaches
+    ``threshold``; ``doc.ents`` is the same either way. ``kbest`` gives the
+    most probable analyses of a doc.
     """
 
     def __init__(
@@ -139,6 +191,9 @@ class CRFEntityRecognizer(TrainablePipe):
         overwrite_ents: bool = False,
         head_lr_scale: float = 1.0,
         scorer: Optional[Callable] = ner_score,
+        spans_key: Optional[str] = None,
+        threshold: float = 0.5,
+        temperature: float = 1.0,
     ) -> None:
         scheme = scheme_name(scheme)
         if scheme not in TAGGING_SCHEMES:
@@ -148,6 +203,7 @@ class CRFEntityRecognizer(TrainablePipe):
             )
         if not head_lr_scale > 0:
             raise ValueError(f"head_lr_scale must be positive, got {head_lr_scale}.")
+        _check_confidence_settings(spans_key, threshold, temperature)
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -159,6 +215,9 @@ class CRFEntityRecognizer(TrainablePipe):
             "overwrite_ents": overwrite_ents,
             "head_lr_scale": head_lr_scale,
             "torch_layer_dims": [],
+            "spans_key": spans_key,
+            "threshold": threshold,
+            "temperature": temperature,
         }
 
     @property
@@ -178,6 +237,36 @@ class CRFEntityRecognizer(TrainablePipe):
     def tags(self) -> List[str]:
         """The CRF's tags: ``O``, then a tag per prefix of the scheme per label."""
         return make_tags(self.labels, self.scheme)
+
+    @property
+    def spans_key(self) -> Optional[str]:
+        """Where the entities' probabilities go (``doc.spans[spans_key]``); None: off."""
+        return self.cfg.get("spans_key")
+
+    @spans_key.setter
+    def spans_key(self, value: Optional[str]) -> None:
+        _check_confidence_settings(value, self.threshold, self.temperature)
+        self.cfg["spans_key"] = value
+
+    @property
+    def threshold(self) -> float:
+        """The probability from which other spans join the entities in ``doc.spans[spans_key]``."""
+        return float(self.cfg.get("threshold", 0.5))
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        _check_confidence_settings(self.spans_key, value, self.temperature)
+        self.cfg["threshold"] = float(value)
+
+    @property
+    def temperature(self) -> float:
+        """The CRF's scores are divided by it for the probabilities (not for decoding)."""
+        return float(self.cfg.get("temperature", 1.0))
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        _check_confidence_settings(self.spans_key, self.threshold, value)
+        self.cfg["temperature"] = float(value)
 
     @property
     def is_initialized(self) -> bool:
@@ -244,18 +333,58 @@ class CRFEntityRecognizer(TrainablePipe):
         return sample
 
     def predict(self, docs: Iterable[Doc]) -> List[Ints1d]:
-        """Tag ids of the best valid tag sequence of each doc."""
+        """Tag ids of the best valid tag sequence of each doc; with
+        ``spans_key`` set, a :class:`ScoredTagIds` that also holds the
+        probabilities of the entities and of the other likely spans."""
         docs = list(docs)
         if not any(len(doc) for doc in docs):
-            return [self.model.ops.alloc1i(len(doc)) for doc in docs]
+            tag_ids = [self.model.ops.alloc1i(len(doc)) for doc in docs]
+            return tag_ids if self.spans_key is None else ScoredTagIds(tag_ids, [[] for _ in docs])
         scores = self.model.predict(docs)
+        allowed = self.decoding_constraints(docs)
         try:
-            return crf_decode(get_crf(self.model), scores, self.decoding_constraints(docs))
+            tag_ids = crf_decode(get_crf(self.model), scores, allowed)
         except NonFiniteScoresError as exc:
             raise ValueError(
                 f"Component {self.name!r} cannot decode: {exc} The model's weights have probably "
                 "diverged (NaN or infinite emission scores); check the training loss."
             ) from None
+        if self.spans_key is None:
+            return tag_ids
+        tags = self.tags
+        entities = [tags_to_spans([tags[i] for i in ids.tolist()], self.scheme) for ids in tag_ids]
+        scored = crf_span_probs(
+            get_crf(self.model), scores, entities, allowed, threshold=self.threshold, temperature=self.temperature
+        )
+        return ScoredTagIds(tag_ids, scored)
+
+    def kbest(self, doc: Doc, k: int = 5) -> List[Tuple[List[Tuple[int, int, str]], float]]:
+        """The ``k`` most probable analyses of ``doc`` (exact k-best Viterbi
+        over the valid tag sequences), best first: each a list of entities
+        (start token, end token, label) and its probability under the CRF
+        (with ``temperature``). Fewer than ``k`` if the doc has fewer.
+
+        Give the doc as this component would receive it: processed by the
+        components before it, e.g. ``nlp(text, disable=["crf_ner"])``. As in
+        prediction, entities already on the doc are kept and fixed unless
+        ``overwrite_ents`` is set, and the first analysis is the one that
+        prediction gives.
+        """
+        if len(doc) == 0:
+            return [([], 1.0)]
+        scores = self.model.predict([doc])
+        allowed = self.decoding_constraints([doc])
+        try:
+            paths, log_probs = crf_kbest(get_crf(self.model), scores, k, allowed, temperature=self.temperature)[0]
+        except NonFiniteScoresError as exc:
+            raise ValueError(f"{Errors.E910.format(name=self.name)} {exc}") from None
+        tags = self.tags
+        kept = [] if self.cfg["overwrite_ents"] else [(e.start, e.end, e.label_) for e in doc.ents]
+        out = []
+        for path, log_prob in zip(paths.tolist(), log_probs.tolist()):
+            found = tags_to_spans([tags[i] for i in path], self.scheme)
+            out.append((sorted(set(found) | set(kept)), float(numpy.exp(log_prob))))
+        return out
 
     def set_annotations(self, docs: Iterable[Doc], tag_ids: Sequence[Ints1d]) -> None:
         """Set ``doc.ents`` from predicted tag ids; tokens outside entities get ``O``."""
@@ -268,6 +397,23 @@ class CRFEntityRecognizer(TrainablePipe):
                 seen = {(e.start, e.end, e.label_) for e in preset}
                 ents = preset + [e for e in ents if (e.start, e.end, e.label_) not in seen]
             doc.set_ents(ents, default="outside")
+        if self.spans_key is not None and isinstance(tag_ids, ScoredTagIds):
+            for doc, scored in zip(docs, tag_ids.spans):
+                self._set_scored_spans(doc, scored)
+
+    def _set_scored_spans(self, doc: Doc, scored: List[ScoredSpan]) -> None:
+        """``doc.spans[spans_key]``: the doc's entities and the other likely
+        spans, sorted, with their probabilities in ``attrs["scores"]``.
+        Pre-set entities of labels the CRF does not know have probability 1."""
+        probs = {(start, end, label): prob for start, end, label, prob in scored}
+        for ent in doc.ents:
+            probs.setdefault((ent.start, ent.end, ent.label_), 1.0)
+        ordered = sorted(probs)
+        spans = [Span(doc, start, end, label=label) for start, end, label in ordered]
+        scores = numpy.asarray([probs[span] for span in ordered], dtype="float32")
+        doc.spans[cast(str, self.spans_key)] = SpanGroup(
+            doc, name=cast(str, self.spans_key), spans=spans, attrs={"scores": scores}
+        )
 
     def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
         """CRF negative log-likelihood of the gold tags, summed over the batch,
