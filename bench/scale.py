@@ -129,7 +129,11 @@ def ray_cluster(wanted: bool) -> Iterator[Optional[str]]:
     if not wanted:
         yield None
         return
-    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+    # A local cluster on loopback addresses only (with this variable at 0, Ray takes
+    # 127.0.0.1 as the node address); the annotate processes inherit both settings.
+    os.environ.update(
+        {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    )
     import ray
 
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit

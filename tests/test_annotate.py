@@ -32,6 +32,8 @@ from spacy_bilstm_crf.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT = 240
+# With this set to 0, Ray takes 127.0.0.1 as the node address instead of the machine's network address.
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 PEOPLE = ["Alice", "Bob", "Carol", "Dave"]
 CITIES = ["Paris", "London", "Berlin"]
@@ -157,9 +159,10 @@ def ray_cluster() -> Iterator[str]:
     subprocesses inherit."""
     if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray is not installed (the ray extra)")
-    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
-    # Before importing ray: it reads the token once.
-    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", LOOPBACK_ONLY)}
+    # Before importing ray: it reads the token once. The cluster, and the
+    # annotate processes that join it, use loopback addresses only.
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), LOOPBACK_ONLY: "0"})
     import ray
 
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit
