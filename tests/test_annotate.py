@@ -30,6 +30,8 @@ from spacy_bilstm_crf.annotate.progress import Progress
 from spacy_bilstm_crf.annotate.ray_resources import size_workers
 from spacy_bilstm_crf.cli import main
 
+from .pipelines import cnn_tok2vec
+
 REPO = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT = 240
 # With this set to 0, Ray takes 127.0.0.1 as the node address instead of the machine's network address.
@@ -40,16 +42,7 @@ CITIES = ["Paris", "London", "Berlin"]
 COMPANIES = ["Google", "Siemens"]
 TEMPLATES = ["{PER} lives in {LOC}", "{PER} works at {ORG} in {LOC}", "{ORG} hired {PER}", "Nothing to see here"]
 
-TOK2VEC = {
-    "@architectures": "spacy.HashEmbedCNN.v2",
-    "pretrained_vectors": None,
-    "width": 32,
-    "depth": 2,
-    "embed_size": 500,
-    "window_size": 1,
-    "maxout_pieces": 2,
-    "subword_features": True,
-}
+TOK2VEC = cnn_tok2vec()
 ENCODER = {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 32, "dropout": 0.0}
 
 # Imported by the test and, through --code, by the annotate command.

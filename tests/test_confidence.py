@@ -37,6 +37,7 @@ from spacy_bilstm_crf.models.crf_tagger import get_crf
 from spacy_bilstm_crf.modules.idcnn import IDCNN, receptive_field
 from spacy_bilstm_crf.tag_scheme import allowed_transitions, candidate_spans, make_tags, tags_to_spans
 
+from .pipelines import cnn_tok2vec
 from .tiny_data import EN_TRAIN, ZH_TRAIN
 
 SCHEMES = ("BILUO", "BIO", "BIOES", "BMES")
@@ -208,16 +209,7 @@ def test_transition_scores_show_the_scheme_constraints():
 
 # --- the component -------------------------------------------------------------
 
-CNN = {
-    "@architectures": "spacy.HashEmbedCNN.v2",
-    "pretrained_vectors": None,
-    "width": 32,
-    "depth": 2,
-    "embed_size": 500,
-    "window_size": 1,
-    "maxout_pieces": 2,
-    "subword_features": True,
-}
+CNN = cnn_tok2vec()
 ENCODERS = {
     "bilstm": {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 16, "dropout": 0.0},
     "idcnn": {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2", "width": 16, "dropout": 0.0},

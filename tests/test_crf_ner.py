@@ -14,18 +14,10 @@ from spacy_bilstm_crf.models.crf_tagger import get_crf
 from spacy_bilstm_crf.pipeline.crf_ner import DEFAULT_CRF_NER_MODEL
 from spacy_bilstm_crf.tag_scheme import is_valid_sequence
 
+from .pipelines import cnn_tok2vec
 from .tiny_data import EN_TRAIN
 
-TOK2VEC = {
-    "@architectures": "spacy.HashEmbedCNN.v2",
-    "pretrained_vectors": None,
-    "width": 32,
-    "depth": 2,
-    "embed_size": 500,
-    "window_size": 1,
-    "maxout_pieces": 2,
-    "subword_features": True,
-}
+TOK2VEC = cnn_tok2vec()
 ENCODERS = {
     "bilstm": {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 32, "dropout": 0.0},
     "idcnn": {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2", "width": 64, "iterations": 2, "dropout": 0.0},

@@ -22,18 +22,10 @@ from spacy_bilstm_crf.layers.lazy_torch import torch_module
 from spacy_bilstm_crf.models.crf_tagger import get_crf
 from spacy_bilstm_crf.testing import build_tiny_bert
 
+from .pipelines import cnn_tok2vec, listener_nlp
 from .tiny_data import EN_TRAIN
 
-TOK2VEC = {
-    "@architectures": "spacy.HashEmbedCNN.v2",
-    "pretrained_vectors": None,
-    "width": 16,
-    "depth": 1,
-    "embed_size": 300,
-    "window_size": 1,
-    "maxout_pieces": 2,
-    "subword_features": True,
-}
+TOK2VEC = cnn_tok2vec(width=16, depth=1, embed_size=300)
 BILSTM = {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 8, "dropout": 0.0}
 IDCNN = {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2", "width": 16, "dropout": 0.0}
 NO_ENCODER = {"@architectures": "spacy-bilstm-crf.NoEncoder.v1"}
@@ -217,28 +209,8 @@ def test_pipe_batch_size_1_equals_64(trained):
 # --- 3. empty first example with a transformer listener ---------------------------
 
 
-def listener_nlp(bert: Path) -> Language:
-    nlp = spacy.blank("en")
-    transformer = {
-        "@architectures": "spacy-transformers.TransformerModel.v3",
-        "name": str(bert),
-        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 32, "stride": 24},
-        "tokenizer_config": {"use_fast": True},
-    }
-    nlp.add_pipe("transformer", config={"model": transformer})
-    listener = {
-        "@architectures": "spacy-transformers.TransformerListener.v1",
-        "grad_factor": 1.0,
-        "pooling": {"@layers": "reduce_mean.v1"},
-        "upstream": "*",
-    }
-    model = {"@architectures": "spacy-bilstm-crf.CRFTagger.v1", "tok2vec": listener, "encoder": BILSTM}
-    nlp.add_pipe("crf_ner", config={"model": model})
-    return nlp
-
-
 def test_3_empty_first_example_with_a_listener(tiny_bert):
-    nlp = listener_nlp(tiny_bert)
+    nlp = listener_nlp(tiny_bert, BILSTM, window=32, stride=24)
     exs = [Example.from_dict(nlp.make_doc(""), {"entities": []})] + examples(nlp)
     fix_random_seed(0)
     optimizer = nlp.initialize(lambda: exs)

@@ -19,18 +19,10 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
+from .pipelines import cnn_tok2vec, listener_nlp
 from .tiny_data import EN_TRAIN, ZH_TRAIN, en_docs, zh_docs
 
-TOK2VEC = {
-    "@architectures": "spacy.HashEmbedCNN.v2",
-    "pretrained_vectors": None,
-    "width": 16,
-    "depth": 1,
-    "embed_size": 300,
-    "window_size": 1,
-    "maxout_pieces": 2,
-    "subword_features": True,
-}
+TOK2VEC = cnn_tok2vec(width=16, depth=1, embed_size=300)
 ENCODERS = {
     "bilstm": {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 8},
     "idcnn": {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2", "width": 16},
@@ -289,22 +281,7 @@ def test_100k_character_chinese_document(capsys):
 
 
 def test_5000_token_english_document_through_a_transformer(tiny_bert, capsys):
-    nlp = spacy.blank("en")
-    transformer = {
-        "@architectures": "spacy-transformers.TransformerModel.v3",
-        "name": str(tiny_bert),
-        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
-        "tokenizer_config": {"use_fast": True},
-    }
-    nlp.add_pipe("transformer", config={"model": transformer})
-    listener = {
-        "@architectures": "spacy-transformers.TransformerListener.v1",
-        "grad_factor": 1.0,
-        "pooling": {"@layers": "reduce_mean.v1"},
-        "upstream": "*",
-    }
-    model = {"@architectures": "spacy-bilstm-crf.CRFTagger.v1", "tok2vec": listener, "encoder": ENCODERS["bilstm"]}
-    nlp.add_pipe("crf_ner", config={"model": model})
+    nlp = listener_nlp(tiny_bert, ENCODERS["bilstm"])
     exs = [Example(nlp.make_doc(doc.text), doc) for doc in en_docs(nlp)]
     fix_random_seed(0)
     nlp.initialize(lambda: exs)

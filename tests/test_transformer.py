@@ -3,7 +3,6 @@
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict
 
 import numpy
 import pytest
@@ -12,6 +11,7 @@ from spacy.language import Language
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
+from .pipelines import listener_nlp as shared_listener_nlp
 from .tiny_data import EN_TRAIN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,27 +20,8 @@ CONFIGS = sorted((REPO / "configs").glob("*/*.cfg"))
 BILSTM = {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 16, "dropout": 0.0}
 
 
-def transformer_model(name: str, window: int = 128, stride: int = 96) -> Dict:
-    return {
-        "@architectures": "spacy-transformers.TransformerModel.v3",
-        "name": str(name),
-        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": window, "stride": stride},
-        "tokenizer_config": {"use_fast": True},
-    }
-
-
 def listener_nlp(bert: Path, window: int = 128, stride: int = 96) -> Language:
-    nlp = spacy.blank("en")
-    nlp.add_pipe("transformer", config={"model": transformer_model(bert, window, stride)})
-    listener = {
-        "@architectures": "spacy-transformers.TransformerListener.v1",
-        "grad_factor": 1.0,
-        "pooling": {"@layers": "reduce_mean.v1"},
-        "upstream": "*",
-    }
-    model = {"@architectures": "spacy-bilstm-crf.CRFTagger.v1", "tok2vec": listener, "encoder": BILSTM}
-    nlp.add_pipe("crf_ner", config={"model": model, "head_lr_scale": 20.0})
-    return nlp
+    return shared_listener_nlp(bert, BILSTM, window, stride, settings={"head_lr_scale": 20.0})
 
 
 def train(nlp: Language, steps: int) -> None:
