@@ -258,9 +258,8 @@ def test_impossible_gold_raises_naming_the_row():
     crf = make_crf(constrained=True)
     emissions, mask = random_batch([3, 3, 2], crf.num_tags)
     gold = torch.tensor([[0, 0, 0], [0, 2, 0], [4, 0, -1]])  # row 1: O I-A O is ill-formed
-    with pytest.raises(NoValidPathError, match=r"row\(s\) \[1\]") as error:
+    with pytest.raises(NoValidPathError, match=r"row\(s\) \[1\]"):
         crf(emissions, mask, gold)
-    assert isinstance(error.value, ValueError)
     partial = torch.tensor([[0, -1, 0], [-1, -1, -1], [-1, 3, -1]])  # row 2: ends with L-A, no B-A fits before
     partial[2, 0] = 0
     with pytest.raises(NoValidPathError, match=r"row\(s\) \[2\]"):
@@ -695,9 +694,8 @@ def test_non_finite_scores_raise_from_every_entry_point(bad):
         lambda: crf.span_log_probs(emissions, mask, [(0, 0, 1, [0])]),
     ]
     for call in calls:
-        with pytest.raises(NonFiniteScoresError, match=r"row\(s\) \[2\]") as error:
+        with pytest.raises(NonFiniteScoresError, match=r"row\(s\) \[2\]"):
             call()
-        assert isinstance(error.value, ValueError)
     emissions[2, 1, 3] = 0.0
     with torch.no_grad():
         crf.transitions[0, 0] = bad

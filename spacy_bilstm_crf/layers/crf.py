@@ -101,16 +101,11 @@ def crf_decode(
     keep = non_empty(emissions)
     if not keep:
         return [ops.alloc1i(0) for _ in emissions]
-    wrapper = model.layers[0]
-    module = cast(ConditionalRandomField, torch_module(model))
-    lengths = [len(emissions[i]) for i in keep]
+    module, padded, mask, allowed_t = _inference_batch(model, emissions, allowed, keep, temperature=1.0)
     with torch.inference_mode():
-        padded = pad_to_torch(wrapper, [emissions[i] for i in keep])  # (B, T, K)
-        mask = padding_mask(lengths_tensor(lengths, padded.device), padded.shape[1])  # (B, T)
-        allowed_t = _pad_allowed(wrapper, allowed, keep)
         best, _ = module.decode(padded, mask, allowed=allowed_t)  # (B, T)
         best_xp = ops.asarray2i(cast(Ints2d, torch2xp(best.int())))
-    rows = [best_xp[row, :length] for row, length in enumerate(lengths)]
+    rows = [best_xp[row, : len(emissions[i])] for row, i in enumerate(keep)]
     return place(len(emissions), keep, rows, lambda _: ops.alloc1i(0))
 
 

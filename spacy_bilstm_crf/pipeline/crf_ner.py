@@ -345,10 +345,7 @@ class CRFEntityRecognizer(TrainablePipe):
         try:
             tag_ids = crf_decode(get_crf(self.model), scores, allowed)
         except NonFiniteScoresError as exc:
-            raise ValueError(
-                f"Component {self.name!r} cannot decode: {exc} The model's weights have probably "
-                "diverged (NaN or infinite emission scores); check the training loss."
-            ) from None
+            raise self._decoding_error(exc) from None
         if self.spans_key is None:
             return tag_ids
         tags = self.tags
@@ -377,7 +374,7 @@ class CRFEntityRecognizer(TrainablePipe):
         try:
             paths, log_probs = crf_kbest(get_crf(self.model), scores, k, allowed, temperature=self.temperature)[0]
         except NonFiniteScoresError as exc:
-            raise ValueError(f"{Errors.E910.format(name=self.name)} {exc}") from None
+            raise self._decoding_error(exc) from None
         tags = self.tags
         kept = [] if self.cfg["overwrite_ents"] else [(e.start, e.end, e.label_) for e in doc.ents]
         out = []
@@ -385,6 +382,12 @@ class CRFEntityRecognizer(TrainablePipe):
             found = tags_to_spans([tags[i] for i in path], self.scheme)
             out.append((sorted(set(found) | set(kept)), float(numpy.exp(log_prob))))
         return out
+
+    def _decoding_error(self, exc: Exception) -> ValueError:
+        return ValueError(
+            f"Component {self.name!r} cannot decode: {exc} The model's weights have probably "
+            "diverged (NaN or infinite emission scores); check the training loss."
+        )
 
     def set_annotations(self, docs: Iterable[Doc], tag_ids: Sequence[Ints1d]) -> None:
         """Set ``doc.ents`` from predicted tag ids; tokens outside entities get ``O``."""
