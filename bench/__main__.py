@@ -5,6 +5,7 @@
     python -m bench run --transformer /tmp/minilm              # the full run (resumable: skips finished cells)
     python -m bench run --transformer /tmp/minilm --cells 'conll2003/main/bilstm_crf/*'
     python -m bench report                                     # cells -> docs/benchmarks.md (+ aggregate JSON)
+    python -m bench breakdown --out FILE                       # where a CPU step's time goes (docs/speed.md)
 
 See bench/README.md.
 """
@@ -26,6 +27,9 @@ def parse(argv: List[str]) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     add_run_arguments(commands.add_parser("run", help="run the cells not yet done for this package code"))
     add_run_arguments(commands.add_parser("plan", help="list the cells with their status and estimated time"))
+    from .breakdown import add_arguments
+
+    add_arguments(commands.add_parser("breakdown", help="profile a CPU training step and inference, per layer"))
     report = commands.add_parser("report", help="aggregate the cells and write the page")
     report.add_argument(
         "--cells-dir", type=Path, default=CELLS, help="folder of the cells (default: bench/results/cells)"
@@ -43,6 +47,10 @@ def main(argv: List[str]) -> int:
         from .run import run
 
         return run(args)
+    if args.command == "breakdown":
+        from .breakdown import breakdown
+
+        return breakdown(args)
     if args.command == "plan":
         from .run import plan
 

@@ -504,3 +504,36 @@ def test_quick_benchmark_runs_end_to_end(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert (tmp_path / "again.md").read_text(encoding="utf8") == page.replace("img/", "img2/")
     assert (tmp_path / "again.json").read_bytes() == (tmp_path / "aggregate.json").read_bytes()
+
+
+def test_breakdown_profiles_each_system_per_layer(tmp_path):
+    """``python -m bench breakdown``: per system, chars/s and microseconds per
+    character of each timed layer, the rest as "other", ratios to ``ner``."""
+    from bench.__main__ import main as bench_main
+    from bench.tiny import tiny_splits
+
+    lines = []
+    for sentence in tiny_splits("msra")["train"]:
+        tags = ["O"] * len(sentence.tokens)
+        for start, end, label in sentence.spans:
+            tags[start:end] = [f"B-{label}"] + [f"I-{label}"] * (end - start - 1)
+        lines += [f"{char} {tag}" for char, tag in zip(sentence.tokens, tags)] + [""]
+    (tmp_path / "msra").mkdir()
+    (tmp_path / "msra" / "test.txt").write_text("\n".join(lines), encoding="utf8")
+    out = tmp_path / "breakdown.json"
+    code = bench_main(
+        ["breakdown", "--data", str(tmp_path), "--sentences", "40", "--batch-size", "8", "--threads", "1",
+         "--systems", "spacy_ner,bilstm_crf", "--hidden-width", "8", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    found = json.loads(out.read_text())
+    assert set(found["systems"]) == {"spacy_ner", "bilstm_crf"} and found["sentences"] == 40
+    crf = found["systems"]["bilstm_crf"]
+    train = crf["training"]
+    assert set(train["parts_us_per_char"]) == {"tok2vec", "encoder", "emission", "crf"}
+    timed = sum(p["forward"] + p["backward"] for p in train["parts_us_per_char"].values())
+    assert timed + train["other_us_per_char"] == pytest.approx(train["us_per_char"])
+    assert 0 < train["crf_share"] < 1 and train["other_us_per_char"] > 0
+    assert set(crf["inference"]["parts_us_per_char"]) >= {"crf_ner.emissions", "crf_ner.viterbi"}
+    assert found["systems"]["spacy_ner"]["train_over_ner"] == 1.0
+    assert crf["train_over_ner"] > 0 and crf["infer_over_ner"] > 0

@@ -279,3 +279,29 @@ def test_annotations_are_valid_spans_for_any_weights():
         assert is_valid_sequence([tags[i] for i in ids], "BILUO")
         for ent in doc.ents:
             assert ent.label_ in ("LOC", "ORG", "PER")
+
+
+@pytest.mark.parametrize("scheme", ["BILUO", "BIO", "BIOES"])
+def test_gold_tags_in_each_scheme_and_unknown_label_error(scheme):
+    """Gold tag ids follow the scheme's inventory (-1 where the annotation is
+    missing), and a gold entity of a label the component lacks is named."""
+    nlp = make_nlp(scheme=scheme)
+    ner = nlp.get_pipe("crf_ner")
+    ner.add_label("PER")
+    ner.add_label("LOC")
+    nlp.initialize()
+    doc = nlp.make_doc("Alice met Bob Smith in Paris")
+    eg = Example.from_dict(doc, {"entities": ["U-PER", "O", "B-PER", "L-PER", "-", "U-LOC"]})
+    tags = ner.tags
+    expected = {
+        "BILUO": ["U-PER", "O", "B-PER", "L-PER", None, "U-LOC"],
+        "BIO": ["B-PER", "O", "B-PER", "I-PER", None, "B-LOC"],
+        "BIOES": ["S-PER", "O", "B-PER", "E-PER", None, "S-LOC"],
+    }[scheme]
+    got = ner._gold_tags(eg, 0).tolist()
+    assert got == [-1 if tag is None else tags.index(tag) for tag in expected]
+    bad = Example.from_dict(nlp.make_doc("Alice works at Acme"), {"entities": ["U-PER", "O", "O", "U-ORG"]})
+    with pytest.raises(ValueError, match=r"Training example 3 \('Alice works at Acme'\).*labelled 'ORG'"):
+        ner._gold_tags(bad, 3)
+    with pytest.raises(ValueError, match=r"labelled 'ORG'.*not a label of component 'crf_ner'"):
+        nlp.update([eg, bad])

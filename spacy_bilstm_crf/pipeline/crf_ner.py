@@ -1,5 +1,6 @@
 """The ``crf_ner`` pipeline component: a CRF entity recognizer."""
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
@@ -557,20 +558,25 @@ class CRFEntityRecognizer(TrainablePipe):
 
     def _gold_tags(self, example: Example, position: int) -> Ints1d:
         """Gold tag id per predicted token; -1 where the annotation is missing."""
-        index = tag_index(self.labels, self.scheme)
-        gold = numpy.full((len(example.predicted),), UNKNOWN_TAG, dtype="int32")
-        for i, tag in enumerate(convert_biluo(example.get_aligned_ner(), self.scheme)):
-            if tag is None:
-                continue
-            label = split_tag(tag)[1]
-            if label is not None and label not in self.labels:
-                raise ValueError(
-                    f"Training example {position} ({example.reference.text[:60]!r}) has an entity "
-                    f"labelled {label!r}, which is not a label of component {self.name!r} "
-                    f"{list(self.labels)}. Initialize the component with the labels of the data."
-                )
-            gold[i] = index[tag]
+        aligned = example.get_aligned_ner()
+        tags = aligned if scheme_name(self.scheme) == "BILUO" else convert_biluo(aligned, self.scheme)
+        ids = _gold_tag_ids(tuple(self.labels), self.scheme)
+        try:
+            gold = numpy.fromiter((ids[tag] for tag in tags), dtype="int32", count=len(tags))
+        except KeyError:
+            raise self._bad_gold_tag(example, position, convert_biluo(aligned, self.scheme)) from None
         return self.model.ops.asarray1i(cast(Ints1d, gold))
+
+    def _bad_gold_tag(self, example: Example, position: int, tags: Sequence[Optional[str]]) -> ValueError:
+        """The error for a gold tag outside the component's tags (its label is unknown)."""
+        known = tag_index(tuple(self.labels), self.scheme)
+        bad = next(tag for tag in tags if tag is not None and tag not in known)
+        label = split_tag(bad)[1]
+        return ValueError(
+            f"Training example {position} ({example.reference.text[:60]!r}) has an entity "
+            f"labelled {label!r}, which is not a label of component {self.name!r} "
+            f"{list(self.labels)}. Initialize the component with the labels of the data."
+        )
 
     # --- serialization -----------------------------------------------------
 
@@ -629,6 +635,14 @@ class CRFEntityRecognizer(TrainablePipe):
                     f"({len(self.tags)} {self.scheme} tags) but the saved CRF has {crf.get_dim('nO')} tags."
                 )
             set_tag_scheme(crf, self.tags, self.scheme)
+
+
+@lru_cache(maxsize=16)
+def _gold_tag_ids(labels: Tuple[str, ...], scheme: str) -> Dict[Optional[str], int]:
+    """Gold tag -> tag id, with the marks of missing annotation -> UNKNOWN_TAG."""
+    ids: Dict[Optional[str], int] = {None: UNKNOWN_TAG, "": UNKNOWN_TAG, "-": UNKNOWN_TAG}
+    ids.update(tag_index(labels, scheme))
+    return ids
 
 
 class _GradientCollector:
