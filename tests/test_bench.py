@@ -534,6 +534,7 @@ def test_breakdown_profiles_each_system_per_layer(tmp_path):
     timed = sum(p["forward"] + p["backward"] for p in train["parts_us_per_char"].values())
     assert timed + train["other_us_per_char"] == pytest.approx(train["us_per_char"])
     assert 0 < train["crf_share"] < 1 and train["other_us_per_char"] > 0
+    assert 0 < crf["inference"]["viterbi_share"] < 1
     assert set(crf["inference"]["parts_us_per_char"]) >= {"crf_ner.emissions", "crf_ner.viterbi"}
     assert found["systems"]["spacy_ner"]["train_over_ner"] == 1.0
     assert crf["train_over_ner"] > 0 and crf["infer_over_ner"] > 0
