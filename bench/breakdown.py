@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .common import DEFAULT_DATA, REPO, log, write_json
 from .provenance import machine_info, package_hash
+from .systems import ner_component
 from .timing import infer_breakdown, timed_refs
 
 SYSTEMS: Dict[str, Optional[Dict[str, Any]]] = {
@@ -52,19 +53,7 @@ def _config(system: str, hidden_width: Optional[int]) -> Any:
     cfg = Config().from_disk(REPO / "configs" / "zh" / "cnn_bilstm_crf.cfg")
     component = cfg["components"]["crf_ner"]
     if system == "spacy_ner":
-        cfg["components"]["ner"] = {
-            "factory": "ner",
-            "model": {
-                "@architectures": "spacy.TransitionBasedParser.v2",
-                "state_type": "ner",
-                "extra_state_tokens": False,
-                "hidden_width": 64,
-                "maxout_pieces": 2,
-                "use_upper": True,
-                "nO": None,
-                "tok2vec": component["model"]["tok2vec"],
-            },
-        }
+        cfg["components"]["ner"] = ner_component(component["model"]["tok2vec"], transformer=False)
         del cfg["components"]["crf_ner"]
         cfg["nlp"]["pipeline"] = ["ner"]
         return cfg

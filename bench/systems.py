@@ -82,7 +82,7 @@ def config_path(corpus: str, base: str) -> Path:
     return REPO / "configs" / lang / f"{prefix}_{base}.cfg"
 
 
-def _ner_component(tok2vec: Dict[str, Any], transformer: bool) -> Dict[str, Any]:
+def ner_component(tok2vec: Dict[str, Any], transformer: bool) -> Dict[str, Any]:
     """spaCy's ``ner`` as spaCy's quickstart configures it for this tok2vec."""
     return {
         "factory": "ner",
@@ -200,7 +200,7 @@ def build_config(
     if spec.kind == "ner":
         tok2vec = copy.deepcopy(dict(component["model"]["tok2vec"]))
         config["components"].pop("crf_ner")
-        config["components"]["ner"] = _ner_component(tok2vec, is_transformer_corpus(corpus))
+        config["components"]["ner"] = ner_component(tok2vec, is_transformer_corpus(corpus))
         config["nlp"]["pipeline"] = [p if p != "crf_ner" else "ner" for p in config["nlp"]["pipeline"]]
     elif spec.kind == "crf_ner":
         component["head_lr_scale"] = float(head_lr_scale)
