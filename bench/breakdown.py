@@ -28,9 +28,11 @@ from .provenance import machine_info, package_hash
 from .systems import ner_component
 from .timing import infer_breakdown, timed_refs
 
+# System -> the encoder block put into the config; None: the config's own
+# (BiLSTM-CRF) or no crf_ner at all (spaCy ner).
 SYSTEMS: Dict[str, Optional[Dict[str, Any]]] = {
     "spacy_ner": None,
-    "bilstm_crf": {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1"},
+    "bilstm_crf": None,
     "idcnn_crf": {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2"},
     "crf": {"@architectures": "spacy-bilstm-crf.NoEncoder.v1"},
 }
@@ -57,8 +59,9 @@ def _config(system: str, hidden_width: Optional[int]) -> Any:
         del cfg["components"]["crf_ner"]
         cfg["nlp"]["pipeline"] = ["ner"]
         return cfg
-    if system != "bilstm_crf":
-        component["model"]["encoder"] = dict(SYSTEMS[system] or {})
+    encoder = SYSTEMS[system]
+    if encoder is not None:
+        component["model"]["encoder"] = dict(encoder)
     elif hidden_width is not None:
         component["model"]["encoder"]["hidden_width"] = hidden_width
     return cfg
