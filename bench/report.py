@@ -173,9 +173,30 @@ def grid_section(agg: Agg) -> str:
             + ["chosen", f"training {UNITS[corpus]}", "dev sentences"]
         )
         parts.append(f"{CORPUS_NAMES.get(corpus, corpus)}, seed 0:\n\n" + table(header, rows))
+    for corpus in agg["systems"]:
+        if corpus not in agg["grid"]:
+            parts.append(
+                f"{CORPUS_NAMES.get(corpus, corpus)}: no grid. Every parameter starts fresh (there is no pretrained "
+                "encoder to protect), so every system learns at its config's one rate (x1)."
+            )
     if not parts:
         return "_No grid cells._"
     return "\n\n".join(parts)
+
+
+def stopping_note(agg: Agg, corpus: str) -> str:
+    """What "stopped by" means, and how many runs the cap stopped while dev F1 still rose."""
+    main = agg["budgets"].get(corpus, {}).get("main")
+    if not main:
+        return ""
+    reasons = [r for s in agg["systems"][corpus].values() for r in s["stopped_by"]]
+    epochs = main["max_words"] / agg["budgets"][corpus]["epoch_words"]
+    return (
+        f"\n\nStopped by `patience`: dev F1 had not improved for {main['patience']:.0%} of the {UNITS[corpus]} "
+        f"seen. Stopped by `cap`: the run reached the budget's maximum ({epochs:.3g} epochs) with dev F1 still "
+        f"improving within the last {main['patience']:.0%}, so its figures are not those of a converged model. "
+        f"{reasons.count('cap')} of {len(reasons)} runs stopped at the cap."
+    )
 
 
 def accuracy_section(agg: Agg, corpus: str) -> str:
@@ -209,7 +230,7 @@ def accuracy_section(agg: Agg, corpus: str) -> str:
         "stopped by",
         "= seqeval",
     ]
-    text = table(header, rows)
+    text = table(header, rows) + stopping_note(agg, corpus)
     comps = [c for c in agg["comparisons"] if c["corpus"] == corpus]
     if comps:
         text += "\n\nPaired bootstrap on test (a − b, F1 points):\n\n" + table(

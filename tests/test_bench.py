@@ -430,6 +430,7 @@ def test_report_is_deterministic_and_holds_the_comparisons(tmp_path):
     page = outputs[0]["b.md"].decode("utf8")
     bilstm_vs_ner = next(c for c in aggregate["comparisons"] if (c["a"], c["b"]) == ("bilstm_crf", "spacy_ner"))
     assert f"{100 * bilstm_vs_ner['ci_low']:+.2f}" in page
+    assert "15 of 15 runs stopped at the cap." in page
     target = next(t for t in aggregate["targets"] if t["name"] == "conll2003_f1_bilstm_crf_vs_spacy_ner")
     assert target["met"] is (bilstm_vs_ner["ci_low"] > 0)
 
