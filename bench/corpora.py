@@ -3,7 +3,13 @@
 Full run: CoNLL-2003 on MiniLM trains every system for at least one epoch
 and until dev F1 has not improved for 25% of the words seen (at most three
 epochs, where the learning-rate schedule ends), evaluating on the whole dev
-set every quarter epoch; MSRA likewise, evaluating every eighth of an epoch.
+set every quarter epoch. MSRA trains every system for a fixed three epochs
+at the configs' constant learning rate, evaluating every eighth of an epoch,
+and tests the best dev checkpoint. Its dev split (1,006 sentences, 2% of
+train) is small and dev F1 swings by up to two points between evaluations,
+so the patience rule stopped on noise: one BiLSTM-CRF seed at 1.4 epochs
+(dev F1 85.8) while another still improved at 3 epochs (89.8). Those
+superseded cells are in git history (commits 6cd116a to 27edcd1).
 The head learning-rate grid runs on CoNLL only, on the whole dev set, for
 0.3 epoch (about the old single-seed budget): on MSRA every parameter is
 fresh and all systems learn at the configs' one rate.
@@ -32,7 +38,7 @@ FULL: Dict[str, CorpusSpec] = {
         lang="zh",
         unit="characters",
         limits=Limits(dev_fraction=0.02),
-        main=BudgetRule(min_epochs=1.0, max_epochs=3.0, eval_every_epochs=0.125),
+        main=BudgetRule(min_epochs=3.0, max_epochs=3.0, eval_every_epochs=0.125),
         grid=BudgetRule(min_epochs=0.3, max_epochs=0.3, eval_every_epochs=0.3),
         grid_scales=(1.0,),
         seeds=(0, 1, 2),

@@ -185,12 +185,17 @@ def grid_section(agg: Agg) -> str:
 
 
 def stopping_note(agg: Agg, corpus: str) -> str:
-    """What "stopped by" means, and how many runs the cap stopped while dev F1 still rose."""
+    """What "stopped by" means for this corpus's budget, and how many runs stopped each way."""
     main = agg["budgets"].get(corpus, {}).get("main")
     if not main:
         return ""
     reasons = [r for s in agg["systems"][corpus].values() for r in s["stopped_by"]]
     epochs = main["max_words"] / agg["budgets"][corpus]["epoch_words"]
+    if main["min_words"] == main["max_words"]:
+        return (
+            f"\n\nStopped by `budget`: a fixed budget of {epochs:.3g} epochs, no early stopping; test F1 is that "
+            f"of the best dev checkpoint. {reasons.count('budget')} of {len(reasons)} runs stopped so."
+        )
     return (
         f"\n\nStopped by `patience`: dev F1 had not improved for {main['patience']:.0%} of the {UNITS[corpus]} "
         f"seen. Stopped by `cap`: the run reached the budget's maximum ({epochs:.3g} epochs) with dev F1 still "

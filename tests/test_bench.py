@@ -385,7 +385,7 @@ def _training_cell(stage: str, system: str, scale: float, seed: int, correct: nu
         "seqeval_agrees": True,
         "sentence_counts": counts,
         "test_fingerprint": "fp",
-        "budget": {"min_words": 400, "max_words": 400, "eval_every": 100, "patience": 0.25},
+        "budget": {"min_words": 200, "max_words": 400, "eval_every": 100, "patience": 0.25},
         "schedule": {"warmup_steps": 4, "total_steps": 40},
         "config": {"grad_clip": 1.0},
         "data": {"splits": {s: {"sentences": 50, "words": 400} for s in ("train", "dev", "test")}},
@@ -433,6 +433,23 @@ def test_report_is_deterministic_and_holds_the_comparisons(tmp_path):
     assert "15 of 15 runs stopped at the cap." in page
     target = next(t for t in aggregate["targets"] if t["name"] == "conll2003_f1_bilstm_crf_vs_spacy_ner")
     assert target["met"] is (bilstm_vs_ner["ci_low"] > 0)
+
+
+def test_report_says_how_the_runs_stopped():
+    from bench.report import stopping_note
+
+    def agg(min_words: int, reasons: List[str]) -> Dict[str, Any]:
+        main = {"min_words": min_words, "max_words": 300, "eval_every": 50, "patience": 0.25}
+        return {
+            "budgets": {"msra": {"main": main, "epoch_words": 100}},
+            "systems": {"msra": {"a": {"stopped_by": reasons[:1]}, "b": {"stopped_by": reasons[1:]}}},
+        }
+
+    fixed = stopping_note(agg(300, ["budget", "budget", "budget"]), "msra")
+    assert "a fixed budget of 3 epochs, no early stopping" in fixed and "3 of 3 runs stopped so." in fixed
+    open_ended = stopping_note(agg(100, ["patience", "cap", "cap"]), "msra")
+    assert "25% of the characters seen" in open_ended and "2 of 3 runs stopped at the cap." in open_ended
+    assert stopping_note({"budgets": {}, "systems": {"msra": {}}}, "msra") == ""
 
 
 def test_bench_keeps_to_its_rules():
