@@ -30,7 +30,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 
@@ -86,11 +86,12 @@ def confidences(nlp: Any, name: str, data: Tuple[List, List, List], temperature:
     out: List[List[float]] = []
     for start in range(0, len(emissions), 256):
         stop = start + 256
-        masks = allowed[start:stop]
-        if all(mask is None for mask in masks):
-            masks = None
-        elif any(mask is None for mask in masks):
-            masks = [numpy.ones(e.shape, dtype=bool) if m is None else m for e, m in zip(emissions[start:stop], masks)]
+        chunk_masks = allowed[start:stop]
+        masks: Optional[List[Any]] = None
+        if any(mask is not None for mask in chunk_masks):
+            masks = [
+                numpy.ones(e.shape, dtype=bool) if m is None else m for e, m in zip(emissions[start:stop], chunk_masks)
+            ]
         scored = crf_span_probs(crf, emissions[start:stop], entities[start:stop], masks, temperature=temperature)
         out.extend([p for *_, p in doc] for doc in scored)
     return out
@@ -100,7 +101,8 @@ def flat(
     entities: List[List[Tuple[int, int, str]]], gold: List[List[Tuple[int, int, str]]], probs: List[List[float]]
 ) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """Confidence and correctness (exact span and label) of every predicted entity."""
-    conf, correct = [], []
+    conf: List[float] = []
+    correct: List[bool] = []
     for doc_entities, doc_gold, doc_probs in zip(entities, gold, probs):
         wanted = set(doc_gold)
         conf.extend(doc_probs)

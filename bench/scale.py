@@ -275,11 +275,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     same = all(records(args.work / "outputs" / f"{name}.jsonl") == reference for name in names[1:])
     if not same:
         raise SystemExit("the configurations produced different records")
+    commit = git_commit()
     result = {
         "schema": "scale/1",
         "label": args.label or ("full run" if args.docs >= 50_000 else f"validation run (N={args.docs:,})"),
         "date": started.isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": commit,
         "uncommitted_changes": git_dirty(),
         "machine": {
             "cpus": os.cpu_count(),
@@ -302,7 +303,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "derived": derived(runs),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"scale-{started:%Y%m%d-%H%M%S}-{result['commit'][:8]}.json"
+    path = args.out / f"scale-{started:%Y%m%d-%H%M%S}-{commit[:8]}.json"
     path.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf8")
     print(json.dumps(result["derived"], indent=2))
     print(f"wrote {path}")
