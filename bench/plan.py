@@ -26,7 +26,7 @@ def grid_systems(corpus: CorpusSpec) -> List[str]:
 
 
 def grid_keys(corpus: CorpusSpec) -> List[CellKey]:
-    if len(corpus.grid_scales) < 2:
+    if not corpus.has_grid:
         return []
     return [
         CellKey(corpus.name, GRID, name, scale_setting(scale), 0)
@@ -50,7 +50,7 @@ def chosen_scales(corpus: CorpusSpec, store: CellStore, package_hash: str) -> Di
     the only scale when the corpus's grid has one (or the system is not in
     a ``--quick`` grid). Raises ``MissingGridError`` naming the missing cells."""
     default = corpus.grid_scales[0]
-    if len(corpus.grid_scales) < 2:
+    if not corpus.has_grid:
         return {name: default for name in trained_systems(corpus.name)}
     results = grid_results(corpus, store, package_hash)
     missing = [key.cell_id for key in grid_keys(corpus) if float(key.setting[1:]) not in results.get(key.system, {})]

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .aggregate import aggregate
 from .cells import load_cells
 from .common import write_json
+from .corpora import corpus_spec
 from .rules import GRAD_CLIP_RULE, MAX_WARMUP_SHARE
 from .systems import SYSTEMS
 
@@ -174,7 +175,7 @@ def grid_section(agg: Agg) -> str:
         )
         parts.append(f"{CORPUS_NAMES.get(corpus, corpus)}, seed 0:\n\n" + table(header, rows))
     for corpus in agg["systems"]:
-        if corpus not in agg["grid"]:
+        if not corpus_spec(corpus, agg["provenance"]["quick"]).has_grid:
             parts.append(
                 f"{CORPUS_NAMES.get(corpus, corpus)}: no grid. Every parameter starts fresh (there is no pretrained "
                 "encoder to protect), so every system learns at its config's one rate (x1)."

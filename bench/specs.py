@@ -83,6 +83,11 @@ class CorpusSpec:
     speed_words: int  # test words per system per inference round
     grid_systems: Optional[Tuple[str, ...]] = None  # None: every system with a fresh head (--quick: fewer)
 
+    @property
+    def has_grid(self) -> bool:
+        """Whether the head learning rate is chosen by a grid (more than one scale to try)."""
+        return len(self.grid_scales) > 1
+
 
 @dataclass(frozen=True)
 class SystemSpec:

@@ -452,6 +452,14 @@ def test_report_says_how_the_runs_stopped():
     assert stopping_note({"budgets": {}, "systems": {"msra": {}}}, "msra") == ""
 
 
+def test_report_says_which_corpus_has_no_grid():
+    from bench.report import grid_section
+
+    agg = {"grid": {}, "systems": {"msra": {}, "conll2003": {}}, "provenance": {"quick": False}}
+    text = grid_section(agg)
+    assert text.startswith("MSRA Chinese (CNN tok2vec): no grid.") and "CoNLL" not in text
+
+
 def test_bench_keeps_to_its_rules():
     """Issue 8: no sys.path edits, no tests/ imports, no patching of crf_ner,
     and no span/tag conversion of its own."""
