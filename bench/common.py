@@ -34,15 +34,25 @@ def spread(values: Sequence[float]) -> Dict[str, Any]:
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals), "values": vals}
 
 
+def clock() -> float:
+    """``time.perf_counter()`` after the GPU (if one is in use) has finished its queued work."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def timed_repeats(func: Callable[[], Any], repeats: int, warmup: int = 1) -> List[float]:
-    """Wall seconds of ``repeats`` calls of ``func`` after ``warmup`` calls."""
+    """Wall seconds of ``repeats`` calls of ``func`` after ``warmup`` calls
+    (each timed to the end of its GPU work, where it has any)."""
     for _ in range(warmup):
         func()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         func()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return times
 
 

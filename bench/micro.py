@@ -67,8 +67,9 @@ def crf_scaling(lengths: Sequence[int], label_counts: Sequence[int], repeats: in
         layer = _crf_layer(n_tags)
         fastest: Dict[str, List[float]] = {"nll_backward": [], "viterbi": []}
         for length in lengths:
-            emissions = [rng.standard_normal((length, n_tags)).astype("float32")]
-            tags = [numpy.asarray(rng.integers(0, n_tags, size=length), dtype="int32")]
+            # on the layer's device (numpy on CPU, cupy on GPU), as the pipe's batches are
+            emissions = [layer.ops.asarray2f(rng.standard_normal((length, n_tags)).astype("float32"))]
+            tags = [layer.ops.asarray1i(rng.integers(0, n_tags, size=length))]
             ops = {
                 "nll_backward": partial(_nll_backward, layer, emissions, tags),
                 "viterbi": partial(_viterbi, layer, emissions),
@@ -128,13 +129,14 @@ def encoder_speed(
     result: Dict[str, Any] = {"width": width, "batch_size": batch_size, "tokens": n_tokens, "encoders": {}}
     for name, block in blocks.items():
         layer = registry.resolve({"encoder": block})["encoder"]
-        layer.initialize(X=batches[0])
+        on_device = [[layer.ops.asarray2f(x) for x in X] for X in batches]  # numpy on CPU, cupy on GPU
+        layer.initialize(X=on_device[0])
         entry: Dict[str, Any] = {
             "block": block,
             "parameters": count_parameters(Config({"encoder": block}).to_str(), width),
         }
         for mode, func in (("infer", _encoder_infer), ("train", _encoder_train)):
-            times = timed_repeats(partial(func, layer, batches), repeats, warmup=1)
+            times = timed_repeats(partial(func, layer, on_device), repeats, warmup=1)
             entry[f"{mode}_tokens_per_s"] = spread([n_tokens / t for t in times])
         result["encoders"][name] = entry
     return result

@@ -17,7 +17,6 @@ to ``ner``. Then one timed breakdown pass per spaCy system: the seconds of
 each component and of ``crf_ner``'s Viterbi decoding.
 """
 
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, cast
 
@@ -25,7 +24,7 @@ from spacy.language import Language
 from spacy.training import Example
 from spacy.vocab import Vocab
 
-from .common import log, spread
+from .common import clock, log, spread
 from .data import bare_doc, load_docs, read_meta
 from .rules import ceiling_of, infer_batch_size, warmup_steps
 from .specs import CellSpec, CorpusSpec
@@ -34,15 +33,6 @@ from .timing import infer_breakdown, training_timers
 from .train_spacy import init_pipeline, train_step
 
 REFERENCE = "spacy_ner"
-
-
-def clock() -> float:
-    """``time.perf_counter()`` after the GPU (if one is in use) has finished its queued work."""
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 class Contender:
