@@ -229,10 +229,10 @@ def budgets(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
 
 def _transformer_text(info: Dict[str, Any]) -> str:
     name = info.get("_name_or_path") or info.get("model_type")
-    return (
-        f"{name}: {info.get('num_hidden_layers')} layers, width {info.get('hidden_size')}, "
-        f"weights sha256 {str(info.get('weights_sha256'))[:12]}"
-    )
+    sha = info.get("weights_sha256")
+    # micro cells read only the config (the encoders' input width), not the weights
+    weights = f"weights sha256 {sha[:12]}" if sha else "config only, no weights read"
+    return f"{name}: {info.get('num_hidden_layers')} layers, width {info.get('hidden_size')}, {weights}"
 
 
 def provenance(cells: Sequence[Cell]) -> Dict[str, Any]:

@@ -97,22 +97,42 @@ def answers(agg: Agg) -> List[str]:
         f"- {CORPUS_NAMES.get(corpus, corpus)}: {trains_faster(agg, corpus, systems)}"
         for corpus, systems in agg["systems"].items()
     ]
+    for device, corpora in sorted(agg["speed"].items()):
+        if device == "cpu":
+            continue
+        for corpus, entry in sorted(corpora.items()):
+            pair = entry["idcnn_over_bilstm"].get("train")
+            if pair and pair.get("median") is not None:
+                training.append(
+                    f"- {CORPUS_NAMES.get(corpus, corpus)}, {device_text(device, entry)}: in interleaved training "
+                    f"bursts IDCNN-CRF runs at {rounds_text(pair)} times BiLSTM-CRF's {UNITS[corpus]}/s "
+                    f"(median [min, max] of {pair['n']} rounds; not trained to an F1 on this device)."
+                )
     inference = []
-    for corpus, entry in sorted(agg["speed"].get("cpu", {}).items()):
-        pair = entry["idcnn_over_bilstm"].get("infer")
-        if pair and pair.get("median") is not None:
-            inference.append(
-                f"- {CORPUS_NAMES.get(corpus, corpus)}: IDCNN-CRF over BiLSTM-CRF inference {UNITS[corpus]}/s, "
-                f"per interleaved round: {rounds_text(pair)} (median [min, max] of {pair['n']} rounds)."
-            )
+    for device, corpora in sorted(agg["speed"].items()):
+        for corpus, entry in sorted(corpora.items()):
+            pair = entry["idcnn_over_bilstm"].get("infer")
+            if pair and pair.get("median") is not None:
+                inference.append(
+                    f"- {CORPUS_NAMES.get(corpus, corpus)}, {device_text(device, entry)}: IDCNN-CRF over BiLSTM-CRF "
+                    f"inference {UNITS[corpus]}/s, per interleaved round: {rounds_text(pair)} "
+                    f"(median [min, max] of {pair['n']} rounds)."
+                )
     lines: List[str] = []
     for question, answered in (
         ("Which is more accurate? (test F1, mean over seeds; paired bootstrap over test sentences)", accuracy),
         ("Which trains faster? (BiLSTM-CRF against IDCNN-CRF)", training),
-        ("Which runs faster? (inference, CPU)", inference),
+        ("Which runs faster? (inference; each ratio within one device)", inference),
     ):
         lines += [question, "", *(answered or ["- Not measured yet."]), ""]
     return lines[:-1]
+
+
+def device_text(device: str, entry: Dict[str, Any]) -> str:
+    """``CPU (AMD EPYC, 2 threads)`` or ``GPU (NVIDIA H200)``."""
+    if device == "cpu":
+        return f"CPU ({entry['device_name']}, {entry['torch_threads']} threads)"
+    return f"GPU ({entry['device_name']})"
 
 
 def trains_faster(agg: Agg, corpus: str, systems: Dict[str, Any]) -> str:
@@ -138,7 +158,7 @@ def trains_faster(agg: Agg, corpus: str, systems: Dict[str, Any]) -> str:
     pair = agg["speed"].get("cpu", {}).get(corpus, {}).get("idcnn_over_bilstm", {}).get("train")
     if pair and pair.get("median") is not None:
         parts.append(
-            f"in interleaved training bursts IDCNN-CRF runs at {rounds_text(pair)} times BiLSTM-CRF's "
+            f"in interleaved CPU training bursts IDCNN-CRF runs at {rounds_text(pair)} times BiLSTM-CRF's "
             f"{UNITS[corpus]}/s (median [min, max] of {pair['n']} rounds)"
         )
     return ("; ".join(parts) + ".") if parts else "not measured."

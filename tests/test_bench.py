@@ -460,6 +460,52 @@ def test_report_says_which_corpus_has_no_grid():
     assert text.startswith("MSRA Chinese (CNN tok2vec): no grid.") and "CoNLL" not in text
 
 
+def test_report_answers_speed_per_device_and_never_mixes_devices():
+    from bench.report import answers
+
+    def entry(name: str, threads: int, train: float, infer: float) -> Dict[str, Any]:
+        def rounds(x: float) -> Dict[str, Any]:
+            return {"median": x, "min": x - 0.1, "max": x + 0.1, "n": 5}
+
+        return {
+            "device_name": name,
+            "torch_threads": threads,
+            "idcnn_over_bilstm": {"train": rounds(train), "infer": rounds(infer)},
+        }
+
+    agg = {
+        "systems": {},
+        "comparisons": [],
+        "common_threshold": {},
+        "speed": {
+            "cpu": {"msra": entry("AMD EPYC", 2, 1.21, 1.16)},
+            "cuda": {"msra": entry("NVIDIA H200", 16, 1.0, 1.22)},
+        },
+    }
+    text = "\n".join(answers(agg))
+    assert "MSRA Chinese (CNN tok2vec), CPU (AMD EPYC, 2 threads): IDCNN-CRF over BiLSTM-CRF inference" in text
+    assert "characters/s, per interleaved round: 1.16 [1.06, 1.26]" in text
+    assert "GPU (NVIDIA H200): IDCNN-CRF over BiLSTM-CRF inference characters/s, per interleaved round: 1.22" in text
+    assert "GPU (NVIDIA H200): in interleaved training bursts IDCNN-CRF runs at 1.00 [0.90, 1.10]" in text
+    assert "not trained to an F1 on this device" in text
+
+
+def test_provenance_says_when_a_cell_read_no_weights():
+    from bench.aggregate import provenance
+
+    cells = []
+    for sha in ("53aa51172d142c89", None):
+        cell = _micro_cell(CellKey("conll2003", "micro", "heads", "cpu", 0), "h")
+        cell["transformer"] = {"_name_or_path": "minilm", "num_hidden_layers": 6, "hidden_size": 384}
+        if sha:
+            cell["transformer"]["weights_sha256"] = sha
+        cells.append(cell)
+    assert provenance(cells)["transformers"] == [
+        "minilm: 6 layers, width 384, config only, no weights read",
+        "minilm: 6 layers, width 384, weights sha256 53aa51172d14",
+    ]
+
+
 def test_bench_keeps_to_its_rules():
     """Issue 8: no sys.path edits, no tests/ imports, no patching of crf_ner,
     and no span/tag conversion of its own."""
