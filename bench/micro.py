@@ -116,27 +116,30 @@ def encoder_speed(
 ) -> Dict[str, Any]:
     """Tokens/s of each encoder block alone over ``sentence_lengths`` in batches."""
     from spacy.util import registry
-    from thinc.api import Config
+    from thinc.api import Config, get_current_ops
 
     from .systems import count_parameters
 
+    ops = get_current_ops()  # numpy on CPU, cupy on GPU: the layers' inputs live where the layers do
     rng = numpy.random.default_rng(0)
     batches = [
-        [rng.standard_normal((n, width)).astype("float32") for n in sentence_lengths[i : i + batch_size]]
+        [
+            ops.xp.asarray(rng.standard_normal((n, width)).astype("float32"))
+            for n in sentence_lengths[i : i + batch_size]
+        ]
         for i in range(0, len(sentence_lengths), batch_size)
     ]
     n_tokens = int(sum(sentence_lengths))
     result: Dict[str, Any] = {"width": width, "batch_size": batch_size, "tokens": n_tokens, "encoders": {}}
     for name, block in blocks.items():
         layer = registry.resolve({"encoder": block})["encoder"]
-        on_device = [[layer.ops.asarray2f(x) for x in X] for X in batches]  # numpy on CPU, cupy on GPU
-        layer.initialize(X=on_device[0])
+        layer.initialize(X=batches[0])
         entry: Dict[str, Any] = {
             "block": block,
             "parameters": count_parameters(Config({"encoder": block}).to_str(), width),
         }
         for mode, func in (("infer", _encoder_infer), ("train", _encoder_train)):
-            times = timed_repeats(partial(func, layer, on_device), repeats, warmup=1)
+            times = timed_repeats(partial(func, layer, batches), repeats, warmup=1)
             entry[f"{mode}_tokens_per_s"] = spread([n_tokens / t for t in times])
         result["encoders"][name] = entry
     return result
