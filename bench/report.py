@@ -273,7 +273,12 @@ def accuracy_section(agg: Agg, corpus: str) -> str:
 
 
 def seconds_range(stats: Optional[Dict[str, Any]]) -> str:
+    """Mean seconds with the seeds' range; the mean alone for one run, a dash for none."""
     stats = stats or {}
+    if stats.get("mean") is None:
+        return num(None)
+    if (stats.get("n") or 0) < 2:
+        return num(stats["mean"])
     return f"{num(stats.get('mean'))} ({num(stats.get('min'))}–{num(stats.get('max'))})"
 
 

@@ -452,6 +452,15 @@ def test_report_says_how_the_runs_stopped():
     assert stopping_note({"budgets": {}, "systems": {"msra": {}}}, "msra") == ""
 
 
+def test_time_to_f1_shows_the_seeds_range_only_for_several_runs():
+    from bench.report import seconds_range
+
+    assert seconds_range({"mean": 900.4, "min": 800.0, "max": 1_000.0, "n": 3}) == "900 (800–1,000)"
+    assert seconds_range({"mean": 676.0, "min": 676.0, "max": 676.0, "n": 1}) == "676"
+    assert seconds_range({"mean": None, "min": None, "max": None, "n": 0}) == "–"
+    assert seconds_range(None) == "–"
+
+
 def test_report_says_which_corpus_has_no_grid():
     from bench.report import grid_section
 
