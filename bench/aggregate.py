@@ -104,6 +104,22 @@ def _time_summary(points: Sequence[Optional[Dict[str, float]]]) -> Dict[str, Any
     }
 
 
+def head_to_head(main: Dict[str, Dict[str, List[Cell]]]) -> Dict[str, Dict[str, Any]]:
+    """Per corpus, BiLSTM-CRF's and IDCNN-CRF's time to the highest dev F1
+    that every run of the two reaches: the common mark is set by the least
+    accurate system, and a race to a low mark says little of a high one."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for corpus in sorted(main):
+        pair = {name: main[corpus].get(name) for name in ("bilstm_crf", "idcnn_crf")}
+        if not all(pair.values()):
+            continue
+        threshold = common_threshold([c["dev_f1_best"] for runs in pair.values() for c in runs or []])
+        out[corpus] = {"threshold": threshold}
+        for name, runs in pair.items():
+            out[corpus][name] = _time_summary([time_to(c["learning_curve"], threshold) for c in runs or []])
+    return out
+
+
 def comparisons(main: Dict[str, Dict[str, List[Cell]]]) -> List[Dict[str, Any]]:
     out = []
     for corpus in sorted(main):
@@ -276,6 +292,7 @@ def aggregate(cells: Sequence[Cell]) -> Dict[str, Any]:
         "budgets": budgets(cells),
         "systems": systems,
         "common_threshold": thresholds,
+        "head_to_head": head_to_head(main),
         "comparisons": comparisons(main),
         "speed": speed,
         "cpu_ratios": cpu_ratios(speed),

@@ -136,29 +136,47 @@ def trains_faster(agg: Agg, corpus: str, systems: Dict[str, Any]) -> str:
     b, i = systems.get("bilstm_crf"), systems.get("idcnn_crf")
     if not b or not i:
         return "not measured (a system is missing)."
-    threshold = agg["common_threshold"].get(corpus)
-    tb, ti = b.get("to_common", {}), i.get("to_common", {})
-    sb, si = tb.get("train_seconds", {}), ti.get("train_seconds", {})
     parts = []
-    if sb.get("mean") is not None and si.get("mean") is not None:
-        if si["mean"] == sb["mean"]:
-            lead = f"both reach dev F1 {pct(threshold, 1)} after the same time"
-        else:
-            faster = "IDCNN-CRF" if si["mean"] < sb["mean"] else "BiLSTM-CRF"
-            lead = f"**{faster}** reaches dev F1 {pct(threshold, 1)} sooner"
-        parts.append(
-            f"{lead}: BiLSTM-CRF after {num(sb['mean'])} s "
-            f"(seeds {num(sb['min'])}–{num(sb['max'])} s, {num(tb['words_seen']['mean'])} {UNITS[corpus]}), "
-            f"IDCNN-CRF after {num(si['mean'])} s (seeds {num(si['min'])}–{num(si['max'])} s, "
-            f"{num(ti['words_seen']['mean'])} {UNITS[corpus]})"
+    threshold = agg["common_threshold"].get(corpus)
+    race = time_race(corpus, threshold, "the common mark", b.get("to_common", {}), i.get("to_common", {}))
+    if race:
+        parts.append(race)
+    pair = agg.get("head_to_head", {}).get(corpus)
+    if pair and pair["threshold"] != threshold:
+        race = time_race(
+            corpus, pair["threshold"], "the highest both reach on every seed", pair["bilstm_crf"], pair["idcnn_crf"]
         )
-    pair = agg["speed"].get("cpu", {}).get(corpus, {}).get("idcnn_over_bilstm", {}).get("train")
-    if pair and pair.get("median") is not None:
+        if race:
+            parts.append(race)
+    bursts = agg["speed"].get("cpu", {}).get(corpus, {}).get("idcnn_over_bilstm", {}).get("train")
+    if bursts and bursts.get("median") is not None:
         parts.append(
-            f"in interleaved CPU training bursts IDCNN-CRF runs at {rounds_text(pair)} times BiLSTM-CRF's "
-            f"{UNITS[corpus]}/s (median [min, max] of {pair['n']} rounds)"
+            f"in interleaved CPU training bursts IDCNN-CRF runs at {rounds_text(bursts)} times BiLSTM-CRF's "
+            f"{UNITS[corpus]}/s (median [min, max] of {bursts['n']} rounds)"
         )
     return ("; ".join(parts) + ".") if parts else "not measured."
+
+
+def time_race(
+    corpus: str, threshold: Optional[float], mark: str, tb: Dict[str, Any], ti: Dict[str, Any]
+) -> Optional[str]:
+    """Which of BiLSTM-CRF (``tb``) and IDCNN-CRF (``ti``) reaches dev F1
+    ``threshold`` sooner, with each one's mean and seed range."""
+    sb, si = tb.get("train_seconds", {}), ti.get("train_seconds", {})
+    if threshold is None or sb.get("mean") is None or si.get("mean") is None:
+        return None
+    target = f"dev F1 {pct(threshold, 1)} ({mark})"
+    if si["mean"] == sb["mean"]:
+        lead = f"both reach {target} after the same time"
+    else:
+        faster = "IDCNN-CRF" if si["mean"] < sb["mean"] else "BiLSTM-CRF"
+        lead = f"**{faster}** reaches {target} sooner"
+    return (
+        f"{lead}: BiLSTM-CRF after {num(sb['mean'])} s "
+        f"(seeds {num(sb['min'])}–{num(sb['max'])} s, {num(tb['words_seen']['mean'])} {UNITS[corpus]}), "
+        f"IDCNN-CRF after {num(si['mean'])} s (seeds {num(si['min'])}–{num(si['max'])} s, "
+        f"{num(ti['words_seen']['mean'])} {UNITS[corpus]})"
+    )
 
 
 # ---------------------------------------------------------------- sections

@@ -501,6 +501,44 @@ def test_report_answers_speed_per_device_and_never_mixes_devices():
     assert text.count("in interleaved training bursts") == 1 and "1.21" not in text
 
 
+def test_head_to_head_races_bilstm_and_idcnn_to_the_highest_mark_both_reach():
+    from bench.aggregate import head_to_head
+    from bench.report import trains_faster
+
+    def run(points: List[tuple]) -> Dict[str, Any]:
+        curve = [{"words_seen": 100 * (k + 1), "train_seconds": s, "dev_f1": f} for k, (s, f) in enumerate(points)]
+        return {"dev_f1_best": max(f for _, f in points), "learning_curve": curve}
+
+    main = {
+        "conll2003": {
+            # IDCNN-CRF is quicker to 0.80, BiLSTM-CRF to 0.90; the least accurate run of the pair peaks at 0.9012
+            "bilstm_crf": [run([(10, 0.70), (20, 0.85), (30, 0.91)]), run([(12, 0.75), (22, 0.90), (32, 0.92)])],
+            "idcnn_crf": [run([(8, 0.82), (18, 0.86), (40, 0.9012)]), run([(9, 0.81), (19, 0.84), (41, 0.95)])],
+            "spacy_ner": [run([(10, 0.5), (20, 0.8)])],
+        }
+    }
+    pair = head_to_head(main)["conll2003"]
+    assert pair["threshold"] == pytest.approx(0.901)
+    assert pair["bilstm_crf"]["train_seconds"]["mean"] == pytest.approx(31.0)  # 30 and 32: 22 s gave 0.90 < 0.901
+    assert pair["idcnn_crf"]["train_seconds"]["mean"] == pytest.approx(40.5)
+    assert head_to_head({"msra": {"bilstm_crf": main["conll2003"]["bilstm_crf"]}}) == {}
+
+    common = {"train_seconds": {"mean": 20.0, "min": 20.0, "max": 20.0}, "words_seen": {"mean": 200.0}}
+    quicker = {"train_seconds": {"mean": 8.5, "min": 8.0, "max": 9.0}, "words_seen": {"mean": 100.0}}
+    agg = {"common_threshold": {"conll2003": 0.8}, "head_to_head": {"conll2003": pair}, "speed": {}}
+    text = trains_faster(agg, "conll2003", {"bilstm_crf": {"to_common": common}, "idcnn_crf": {"to_common": quicker}})
+    assert text.startswith("**IDCNN-CRF** reaches dev F1 80.0 (the common mark) sooner: BiLSTM-CRF after 20 s")
+    assert (
+        "; **BiLSTM-CRF** reaches dev F1 90.1 (the highest both reach on every seed) sooner: BiLSTM-CRF after 31 s"
+        in text
+    )
+    # where the pair's mark is the common mark, one race is enough
+    agg["common_threshold"]["conll2003"] = pair["threshold"]
+    assert "highest both reach" not in trains_faster(
+        agg, "conll2003", {"bilstm_crf": {"to_common": common}, "idcnn_crf": {"to_common": quicker}}
+    )
+
+
 def test_provenance_says_when_a_cell_read_no_weights():
     from bench.aggregate import provenance
 
