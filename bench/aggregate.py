@@ -87,7 +87,7 @@ def system_summary(corpus: str, name: str, runs: List[Cell], threshold: Optional
     own = [time_to(c["learning_curve"], OWN_BEST_SHARE * c["dev_f1_best"]) for c in runs]
     summary["to_own_95"] = _time_summary(own)
     if threshold is not None:
-        summary["to_common"] = _time_summary([time_to(c["learning_curve"], threshold) for c in runs])
+        summary["to_common"] = _time_to(runs, threshold)
     summary["curves"] = [
         [[p["words_seen"], p["train_seconds"], p["dev_f1"]] for p in c["learning_curve"]] for c in runs
     ]
@@ -104,19 +104,22 @@ def _time_summary(points: Sequence[Optional[Dict[str, float]]]) -> Dict[str, Any
     }
 
 
+def _time_to(runs: List[Cell], threshold: float) -> Dict[str, Any]:
+    """Each run's time to dev F1 ``threshold``, summarised over the runs."""
+    return _time_summary([time_to(c["learning_curve"], threshold) for c in runs])
+
+
 def head_to_head(main: Dict[str, Dict[str, List[Cell]]]) -> Dict[str, Dict[str, Any]]:
     """Per corpus, BiLSTM-CRF's and IDCNN-CRF's time to the highest dev F1
     that every run of the two reaches: the common mark is set by the least
     accurate system, and a race to a low mark says little of a high one."""
     out: Dict[str, Dict[str, Any]] = {}
     for corpus in sorted(main):
-        pair = {name: main[corpus].get(name) for name in ("bilstm_crf", "idcnn_crf")}
-        if not all(pair.values()):
+        names = ("bilstm_crf", "idcnn_crf")
+        if not all(main[corpus].get(name) for name in names):
             continue
-        threshold = common_threshold([c["dev_f1_best"] for runs in pair.values() for c in runs or []])
-        out[corpus] = {"threshold": threshold}
-        for name, runs in pair.items():
-            out[corpus][name] = _time_summary([time_to(c["learning_curve"], threshold) for c in runs or []])
+        threshold = common_threshold([c["dev_f1_best"] for name in names for c in main[corpus][name]])
+        out[corpus] = {"threshold": threshold, **{name: _time_to(main[corpus][name], threshold) for name in names}}
     return out
 
 
