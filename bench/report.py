@@ -4,7 +4,7 @@ same cells give the same bytes."""
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .aggregate import aggregate
 from .cells import load_cells
@@ -532,6 +532,25 @@ def plot_curves(agg: Agg, path: Path) -> Optional[Path]:
     return path
 
 
+def time_bars(systems: Dict[str, Any]) -> List[Tuple[str, float, float, float, str]]:
+    """Per system: (name, mean s to the common mark, below, above, note), every system listed.
+
+    A system whose runs never reached the mark gets a zero bar and the note "not reached (0/n runs)"; one that reached
+    it in some runs only, its mean over those and "k/n runs", so that no system silently drops out of the figure.
+    """
+    bars = []
+    for name, s in systems.items():
+        entry = s.get("to_common") or {}
+        stats = entry.get("train_seconds") or {}
+        reached, runs = entry.get("reached", 0), entry.get("runs", 0)
+        if stats.get("mean") is None:
+            bars.append((name, 0.0, 0.0, 0.0, f"not reached (0/{runs} runs)"))
+            continue
+        note = "" if reached == runs else f"{reached}/{runs} runs"
+        bars.append((name, stats["mean"], stats["mean"] - stats["min"], stats["max"] - stats["mean"], note))
+    return bars
+
+
 def plot_time_to_f1(agg: Agg, path: Path) -> Optional[Path]:
     corpora = [c for c in agg["systems"] if c in agg["common_threshold"]]
     if not corpora:
@@ -539,16 +558,13 @@ def plot_time_to_f1(agg: Agg, path: Path) -> Optional[Path]:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(corpora), figsize=(6 * len(corpora), 3.5), squeeze=False)
     for ax, corpus in zip(axes[0], corpora):
-        names, means, lows, highs = [], [], [], []
-        for name, s in agg["systems"][corpus].items():
-            stats = (s.get("to_common") or {}).get("train_seconds") or {}
-            if stats.get("mean") is None:
-                continue
-            names.append(name)
-            means.append(stats["mean"])
-            lows.append(stats["mean"] - stats["min"])
-            highs.append(stats["max"] - stats["mean"])
-        ax.barh(names, means, xerr=[lows, highs], color="#3a7")
+        bars = time_bars(agg["systems"][corpus])
+        names = [b[0] for b in bars]
+        ax.barh(names, [b[1] for b in bars], xerr=[[b[2] for b in bars], [b[3] for b in bars]], color="#3a7")
+        for row, (_, mean, _, above, note) in enumerate(bars):
+            if note:
+                offset = {"xytext": (4, 0), "textcoords": "offset points"}
+                ax.annotate(note, (mean + above, row), va="center", fontsize=8, **offset)
         ax.set_title(f"{corpus}: seconds to dev F1 {pct(agg['common_threshold'][corpus], 1)} (seed range)")
         ax.set_xlabel("training seconds")
         ax.grid(axis="x", alpha=0.3)

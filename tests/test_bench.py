@@ -461,6 +461,25 @@ def test_time_to_f1_shows_the_seeds_range_only_for_several_runs():
     assert seconds_range(None) == "–"
 
 
+def test_time_to_f1_figure_lists_every_system_and_says_which_missed_the_mark():
+    from bench.report import time_bars
+
+    def to_common(reached: int, runs: int, seconds: List[float]) -> Dict[str, Any]:
+        stats = {"mean": sum(seconds) / len(seconds), "min": min(seconds), "max": max(seconds)} if seconds else {}
+        return {"to_common": {"reached": reached, "runs": runs, "train_seconds": {"mean": None, **stats}}}
+
+    systems = {
+        "bilstm_crf": to_common(3, 3, [300.0, 330.0, 360.0]),
+        "idcnn_strubell": to_common(0, 1, []),
+        "softmax": to_common(2, 3, [1_000.0, 1_200.0]),
+    }
+    assert time_bars(systems) == [
+        ("bilstm_crf", 330.0, 30.0, 30.0, ""),
+        ("idcnn_strubell", 0.0, 0.0, 0.0, "not reached (0/1 runs)"),
+        ("softmax", 1_100.0, 100.0, 100.0, "2/3 runs"),
+    ]
+
+
 def test_report_says_which_corpus_has_no_grid():
     from bench.report import grid_section
 
