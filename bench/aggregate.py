@@ -113,9 +113,9 @@ def head_to_head(main: Dict[str, Dict[str, List[Cell]]]) -> Dict[str, Dict[str, 
     """Per corpus, BiLSTM-CRF's and IDCNN-CRF's time to the highest dev F1
     that every run of the two reaches: the common mark is set by the least
     accurate system, and a race to a low mark says little of a high one."""
+    names = ("bilstm_crf", "idcnn_crf")
     out: Dict[str, Dict[str, Any]] = {}
     for corpus in sorted(main):
-        names = ("bilstm_crf", "idcnn_crf")
         if not all(main[corpus].get(name) for name in names):
             continue
         threshold = common_threshold([c["dev_f1_best"] for name in names for c in main[corpus][name]])

@@ -563,8 +563,9 @@ def plot_time_to_f1(agg: Agg, path: Path) -> Optional[Path]:
         ax.barh(names, [b[1] for b in bars], xerr=[[b[2] for b in bars], [b[3] for b in bars]], color="#3a7")
         for row, (_, mean, _, above, note) in enumerate(bars):
             if note:
-                offset = {"xytext": (4, 0), "textcoords": "offset points"}
-                ax.annotate(note, (mean + above, row), va="center", fontsize=8, **offset)
+                ax.annotate(
+                    note, (mean + above, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
+                )
         ax.set_title(f"{corpus}: seconds to dev F1 {pct(agg['common_threshold'][corpus], 1)} (seed range)")
         ax.set_xlabel("training seconds")
         ax.grid(axis="x", alpha=0.3)
