@@ -8,7 +8,7 @@ Standalone: it needs a trained pipeline and .spacy files (from
     python bench/calibration.py plot bench/results/calibration-*.json --out docs/img/calibration.png
 
 ``measure`` scores each predicted entity of the dev and test sets with its
-probability under the CRF (``crf_span_probs``, as ``doc.spans[spans_key]``
+probability under the CRF (the component's ``entity_probs``, as ``doc.spans[spans_key]``
 gives it) and marks it correct when the gold data has exactly that span and
 label. It writes bench/results/calibration-NAME.json with, on the test set:
 a reliability table (confidence bins against observed precision), the
@@ -30,7 +30,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy
 
@@ -53,46 +53,61 @@ def load_docs(nlp: Any, path: Path) -> Tuple[List[Any], List[List[Tuple[int, int
     return docs, gold
 
 
-def emissions_and_entities(nlp: Any, name: str, docs: List[Any]) -> Tuple[List[Any], List[Any], List[List[Any]]]:
-    """Per doc: emission scores, allowed-tag masks and Viterbi entities, as the component computes them."""
-    from spacy_bilstm_crf.layers.crf import crf_decode
-    from spacy_bilstm_crf.models.crf_tagger import get_crf
-    from spacy_bilstm_crf.tag_scheme import tags_to_spans
+class Predicted:
+    """A corpus as the component predicted it: its emission scores (one
+    ``EmissionScores`` per pipeline batch, as ``crf_ner.emission_scores``
+    gives them) and each doc's Viterbi entities."""
 
+    def __init__(self, batches: List[Any], entities: List[List[Tuple[int, int, str]]]) -> None:
+        self.batches = batches
+        self.entities = entities
+
+    def head(self, n_docs: int) -> "Predicted":
+        """The first ``n_docs`` docs."""
+        batches: List[Any] = []
+        left = n_docs
+        for batch in self.batches:
+            if left <= 0:
+                break
+            batches.append(
+                type(batch)(
+                    batch.scores[:left], None if batch.allowed is None else batch.allowed[:left], batch.kept[:left]
+                )
+            )
+            left -= len(batch.scores)
+        return Predicted(batches, self.entities[:n_docs])
+
+    def batch_entities(self) -> List[List[List[Tuple[int, int, str]]]]:
+        """The entities of the docs of each batch."""
+        out, start = [], 0
+        for batch in self.batches:
+            out.append(self.entities[start : start + len(batch.scores)])
+            start += len(batch.scores)
+        return out
+
+
+def emissions_and_entities(nlp: Any, name: str, docs: List[Any]) -> Predicted:
+    """The emission scores and Viterbi entities of ``docs``, as the component computes them."""
     pipe = nlp.get_pipe(name)
-    crf = get_crf(pipe.model)
     before = nlp.pipe_names[: nlp.pipe_names.index(name)]
-    emissions, allowed, entities = [], [], []
+    batches: List[Any] = []
+    entities: List[List[Tuple[int, int, str]]] = []
     for start in range(0, len(docs), BATCH):
         batch = docs[start : start + BATCH]
         for other in before:
             batch = list(nlp.get_pipe(other).pipe(batch))
-        scores = pipe.model.predict(batch)
-        masks = pipe.decoding_constraints(batch)
-        for i, ids in enumerate(crf_decode(crf, scores, masks)):
-            emissions.append(scores[i])
-            allowed.append(None if masks is None else masks[i])
-            entities.append(tags_to_spans([pipe.tags[j] for j in ids.tolist()], pipe.scheme))
-    return emissions, allowed, entities
+        emissions = pipe.emission_scores(batch)
+        batches.append(emissions)
+        entities.extend(pipe.tag_spans(ids) for ids in pipe.decode(emissions))
+    return Predicted(batches, entities)
 
 
-def confidences(nlp: Any, name: str, data: Tuple[List, List, List], temperature: float) -> List[List[float]]:
+def confidences(nlp: Any, name: str, data: Predicted, temperature: float) -> List[List[float]]:
     """The probability of each predicted entity of each doc."""
-    from spacy_bilstm_crf.layers.crf import crf_span_probs
-    from spacy_bilstm_crf.models.crf_tagger import get_crf
-
-    crf = get_crf(nlp.get_pipe(name).model)
-    emissions, allowed, entities = data
+    pipe = nlp.get_pipe(name)
     out: List[List[float]] = []
-    for start in range(0, len(emissions), 256):
-        stop = start + 256
-        chunk_masks = allowed[start:stop]
-        masks: Optional[List[Any]] = None
-        if any(mask is not None for mask in chunk_masks):
-            masks = [
-                numpy.ones(e.shape, dtype=bool) if m is None else m for e, m in zip(emissions[start:stop], chunk_masks)
-            ]
-        scored = crf_span_probs(crf, emissions[start:stop], entities[start:stop], masks, temperature=temperature)
+    for batch, entities in zip(data.batches, data.batch_entities()):
+        scored = pipe.entity_probs(batch, entities, temperature=temperature)
         out.extend([p for *_, p in doc] for doc in scored)
     return out
 
@@ -181,20 +196,13 @@ def fit_temperature(losses: Dict[float, float]) -> float:
     return min(losses, key=lambda t: (losses[t], t))
 
 
-def time_confidence(nlp: Any, name: str, data: Tuple[List, List, List]) -> float:
+def time_confidence(nlp: Any, name: str, data: Predicted) -> float:
     """Seconds to compute what ``spans_key`` adds (entity probabilities and the
     spans above the threshold) for precomputed emissions, in pipeline batches."""
-    from spacy_bilstm_crf.layers.crf import crf_span_probs
-    from spacy_bilstm_crf.models.crf_tagger import get_crf
-
     pipe = nlp.get_pipe(name)
-    crf = get_crf(pipe.model)
-    emissions, allowed, entities = data
     start = time.perf_counter()
-    for first in range(0, len(emissions), BATCH):
-        stop = first + BATCH
-        masks = None if all(m is None for m in allowed[first:stop]) else allowed[first:stop]
-        crf_span_probs(crf, emissions[first:stop], entities[first:stop], masks, threshold=pipe.threshold)
+    for batch, entities in zip(data.batches, data.batch_entities()):
+        pipe.entity_probs(batch, entities, threshold=pipe.threshold)
     return time.perf_counter() - start
 
 
@@ -263,7 +271,7 @@ def measure(args: argparse.Namespace) -> int:
     test = emissions_and_entities(nlp, name, test_docs)
     n_dev_gold, n_test_gold = sum(map(len, dev_gold)), sum(map(len, test_gold))
     grid = [round(float(t), 3) for t in numpy.exp(numpy.linspace(math.log(0.25), math.log(8.0), 61))]
-    dev_losses = {t: log_loss(*flat(dev[2], dev_gold, confidences(nlp, name, dev, t))) for t in grid}
+    dev_losses = {t: log_loss(*flat(dev.entities, dev_gold, confidences(nlp, name, dev, t))) for t in grid}
     temperature = fit_temperature(dev_losses)
     print(f"temperature fitted on dev: {temperature}", file=sys.stderr)
     results: Dict[str, Any] = {
@@ -279,19 +287,21 @@ def measure(args: argparse.Namespace) -> int:
         "dev": {
             "path": str(args.dev),
             "docs": len(dev_docs),
-            "raw": summary(*flat(dev[2], dev_gold, confidences(nlp, name, dev, 1.0)), n_dev_gold),
+            "raw": summary(*flat(dev.entities, dev_gold, confidences(nlp, name, dev, 1.0)), n_dev_gold),
             "log_loss_by_temperature": dev_losses,
         },
         "temperature": temperature,
         "test": {
             "path": str(args.test),
             "docs": len(test_docs),
-            "raw": summary(*flat(test[2], test_gold, confidences(nlp, name, test, 1.0)), n_test_gold),
-            "tempered": summary(*flat(test[2], test_gold, confidences(nlp, name, test, temperature)), n_test_gold),
+            "raw": summary(*flat(test.entities, test_gold, confidences(nlp, name, test, 1.0)), n_test_gold),
+            "tempered": summary(
+                *flat(test.entities, test_gold, confidences(nlp, name, test, temperature)), n_test_gold
+            ),
         },
         "machine": machine(),
     }
-    first = confidences(nlp, name, tuple(part[:50] for part in test), 1.0)  # type: ignore[arg-type]
+    first = confidences(nlp, name, test.head(50), 1.0)
     results["max_difference_from_pipeline"] = check_against_pipeline(nlp, name, test_docs[:50], first)
     texts = [doc.text for doc in test_docs[: args.speed_docs]]
     results["speed"] = speed(nlp, name, texts, args.repeats)

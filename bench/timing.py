@@ -8,13 +8,11 @@ the wrapper adds the forward time and, through its backprop callback, the
 backward time of the layer it wraps. Nothing of the package is patched.
 
 Inference: ``infer_breakdown`` runs the pipeline's components one at a time
-on each batch (``component.pipe``) and, for ``crf_ner``, replays its
-decoding on the scores its model produced: the emission scores come from
-``component.model.predict(docs)`` and the Viterbi decoding from the public
-``spacy_bilstm_crf.layers.crf.crf_decode`` on the CRF ref
-(``component.model.get_ref("crf")``), each timed alone. The CRF's share of
-inference is that decoding time over the time of one full ``nlp.pipe`` pass
-over the same docs.
+on each batch (``component.pipe``) and, for ``crf_ner``, its prediction in
+its two public steps, each timed alone: ``component.emission_scores(docs)``
+(the model's scores and the constraints) and ``component.decode`` (Viterbi).
+The CRF's share of inference is that decoding time over the time of one full
+``nlp.pipe`` pass over the same docs.
 """
 
 import time
@@ -96,7 +94,7 @@ def training_timers(nlp: Language) -> Iterator[Dict[str, Timer]]:
 def infer_breakdown(nlp: Language, docs: Sequence[Doc], batch_size: int) -> Dict[str, float]:
     """Seconds per component over ``docs`` in batches, and for ``crf_ner`` its
     emission scores, its Viterbi decoding and setting the entities, each timed alone."""
-    from spacy_bilstm_crf.layers.crf import crf_decode
+    from spacy_bilstm_crf.pipeline.crf_ner import CRFPrediction
 
     seconds: Dict[str, float] = {}
     for i in range(0, len(docs), batch_size):
@@ -105,11 +103,11 @@ def infer_breakdown(nlp: Language, docs: Sequence[Doc], batch_size: int) -> Dict
             if name == "crf_ner":
                 comp = cast(Any, component)
                 start = time.perf_counter()
-                scores = comp.model.predict(batch)
+                emissions = comp.emission_scores(batch)
                 middle = time.perf_counter()
-                tag_ids = crf_decode(comp.model.get_ref("crf"), scores, comp.decoding_constraints(batch))
+                tag_ids = comp.decode(emissions)
                 end = time.perf_counter()
-                comp.set_annotations(batch, tag_ids)
+                comp.set_annotations(batch, CRFPrediction(tag_ids, [[] for _ in batch]))
                 done = time.perf_counter()
                 for part, value in (("emissions", middle - start), ("viterbi", end - middle), ("set_ents", done - end)):
                     seconds[f"crf_ner.{part}"] = seconds.get(f"crf_ner.{part}", 0.0) + value

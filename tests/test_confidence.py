@@ -383,7 +383,7 @@ def test_defaults_cost_nothing_and_bad_settings_fail():
     assert (pipe.spans_key, pipe.threshold, pipe.temperature) == (None, 0.5, 1.0)
     train(nlp, steps=1)
     doc = nlp("Alice lives in Paris")
-    assert not doc.spans and type(pipe.predict([doc])) is list
+    assert not doc.spans and pipe.predict([doc]).scored_spans == [[]]
     for bad in ({"threshold": 0.0}, {"threshold": 1.5}, {"temperature": 0.0}, {"spans_key": ""}):
         with pytest.raises(ValueError):
             make_nlp(**bad)

@@ -274,7 +274,7 @@ def test_annotations_are_valid_spans_for_any_weights():
     tags = nlp.get_pipe("crf_ner").tags
     for doc, ids in zip(
         nlp.pipe(["a b c d e f g h i j k l m n o p"] * 3),
-        nlp.get_pipe("crf_ner").predict([nlp.make_doc("a b c d e f g h i j k l m n o p")] * 3),
+        nlp.get_pipe("crf_ner").predict([nlp.make_doc("a b c d e f g h i j k l m n o p")] * 3).tag_ids,
     ):
         assert is_valid_sequence([tags[i] for i in ids], "BILUO")
         for ent in doc.ents:

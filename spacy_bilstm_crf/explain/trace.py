@@ -2,8 +2,10 @@
 
 Each stage is the output of one of the tagger's layers, run on the doc
 through Thinc's public API (``model.get_ref(...).predict``): the tok2vec, the
-encoder, the emission layer, then the CRF layer's inference functions. The
-stages together give exactly what the component predicts.
+encoder and the emission layer; then the component's own inference API
+(``constrain``, ``decode``, ``marginals``, ``entity_probs``, ``kbest_paths``)
+on those emission scores. The stages together give exactly what the
+component predicts.
 """
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -13,10 +15,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from thinc.types import Floats2d
 
-from ..layers.crf import crf_kbest, crf_marginals, crf_span_probs, crf_transition_scores
-from ..models.crf_tagger import get_crf
-from ..modules.idcnn import receptive_field
-from ..pipeline.crf_ner import CRFEntityRecognizer
+from ..pipeline.crf_ner import CRFEntityRecognizer, EmissionScores
 from ..tag_scheme import TagSequenceError, tags_to_spans
 from .data import (
     EmissionStage,
@@ -53,12 +52,11 @@ def explain(nlp: Language, text: str, *, k: int = 3, component: Optional[str] = 
     vectors = model.get_ref("tok2vec").predict([doc])[0]  # (T, W)
     encoded = model.get_ref("encoder").predict([vectors])[0]  # (T, H)
     emissions: Floats2d = model.get_ref("emission").predict(encoded)  # (T, K)
-    crf = get_crf(model)
-    allowed = pipe.decoding_constraints([doc])
+    lattice = pipe.constrain([doc], [emissions])
     tags = pipe.tags
     config = nlp.config["components"][name]["model"]
-    marginals = numpy.asarray(crf_marginals(crf, [emissions], allowed, temperature=pipe.temperature)[0])
-    paths = _paths(pipe, emissions, allowed, k, marginals)
+    marginals = numpy.asarray(pipe.marginals(lattice)[0])
+    paths = _paths(pipe, lattice, k, marginals)
     return Trace(
         text=text,
         lang=str(nlp.lang),
@@ -70,9 +68,9 @@ def explain(nlp: Language, text: str, *, k: int = 3, component: Optional[str] = 
         vectors=_vector_stage(config.get("tok2vec", {}), vectors),
         encoder=_encoder_stage(config.get("encoder", {}), model.get_ref("encoder"), encoded),
         emissions=_emission_stage(tags, pipe.scheme, emissions),
-        transitions=_transition_stage(tags, crf_transition_scores(crf)),
+        transitions=_transition_stage(tags, pipe.transition_scores()),
         paths=paths,
-        entities=_entities(pipe, doc, emissions, allowed, paths.paths[0]),
+        entities=_entities(pipe, doc, lattice, paths.paths[0]),
         threshold=pipe.threshold,
         marginals=_rounded(marginals),
     )
@@ -112,24 +110,16 @@ def _vector_stage(config: Dict[str, Any], vectors: numpy.ndarray) -> VectorStage
 
 def _encoder_stage(config: Dict[str, Any], encoder: Any, encoded: numpy.ndarray) -> EncoderStage:
     settings = {key: value for key, value in config.items() if not key.startswith("@")}
-    name = encoder.name
-    field = None
-    if name == "idcnn_encoder":
-        attrs = encoder.attrs
-        field = receptive_field(attrs["kernel_size"], attrs["dilations"], attrs["iterations"])
-        computation = (
-            f"{1 + len(attrs['dilations']) * attrs['iterations']} convolutions, each over all tokens at once "
-            f"(parallel in time); each output sees {field} tokens"
-        )
-    elif name == "bilstm_encoder":
-        computation = (
-            f"{encoder.attrs['depth']} BiLSTM layer(s): {len(encoded)} sequential steps forward and backward; "
-            "each output sees the whole doc"
-        )
-    else:
+    attrs = encoder.attrs
+    field = attrs.get("receptive_field")
+    if "computation" not in attrs:
         computation = "none: the token vectors go straight to the emission layer"
+    elif field is None:
+        computation = f"{attrs['computation']} ({len(encoded)} tokens); each output sees the whole doc"
+    else:
+        computation = f"{attrs['computation']}; each output sees {field} tokens"
     return EncoderStage(
-        architecture=_architecture(config) if config else name,
+        architecture=_architecture(config) if config else encoder.name,
         settings=settings,
         shape=[int(n) for n in encoded.shape],
         receptive_field=field,
@@ -179,15 +169,14 @@ def path_score(path: Sequence[int], emissions: numpy.ndarray, crf: Dict[str, num
     return float(score + crf["transitions"][ids[:-1], ids[1:]].sum())
 
 
-def _paths(pipe: CRFEntityRecognizer, emissions: Floats2d, allowed: Any, k: int, marginals: numpy.ndarray) -> PathStage:
-    crf = get_crf(pipe.model)
-    scores = crf_transition_scores(crf)
+def _paths(pipe: CRFEntityRecognizer, lattice: EmissionScores, k: int, marginals: numpy.ndarray) -> PathStage:
+    scores = pipe.transition_scores()
     temperature = pipe.temperature
-    ids, log_probs = crf_kbest(crf, [emissions], k, allowed, temperature=temperature)[0]
+    ids, log_probs = pipe.kbest_paths(lattice, k)[0]
     ids_list: List[List[int]] = numpy.asarray(ids).tolist()
     tags = pipe.tags
     best = ids_list[0]
-    emitted = numpy.asarray(emissions, dtype="float64")
+    emitted = numpy.asarray(lattice.scores[0], dtype="float64")
     infos = []
     for path, log_prob in zip(ids_list, numpy.asarray(log_probs).tolist()):
         path_tags = [tags[j] for j in path]
@@ -205,17 +194,10 @@ def _paths(pipe: CRFEntityRecognizer, emissions: Floats2d, allowed: Any, k: int,
     return PathStage(round(log_z, 4), temperature, infos, _rounded(on_path))
 
 
-def _entities(
-    pipe: CRFEntityRecognizer, doc: Doc, emissions: Floats2d, allowed: Any, best: PathInfo
-) -> List[EntityInfo]:
-    crf = get_crf(pipe.model)
-    scored = crf_span_probs(
-        crf, [emissions], [best.entities], allowed, threshold=pipe.threshold, temperature=pipe.temperature
-    )[0]
-    presets = set() if pipe.cfg["overwrite_ents"] else {(e.start, e.end, e.label_) for e in doc.ents}
+def _entities(pipe: CRFEntityRecognizer, doc: Doc, lattice: EmissionScores, best: PathInfo) -> List[EntityInfo]:
+    scored = pipe.entity_probs(lattice, [best.entities], threshold=pipe.threshold)[0]
+    presets = set(lattice.kept[0])
     probs: Dict[Tuple[int, int, str], float] = {(s, e, label): p for s, e, label, p in scored}
-    for span in presets:
-        probs.setdefault(span, 1.0)  # a pre-set entity of a label the CRF does not know
     predicted = set(best.entities) | presets
     out = []
     for start, end, label in sorted(probs):

@@ -44,6 +44,7 @@ __all__ = [
     "crf_decode",
     "crf_kbest",
     "crf_marginals",
+    "crf_nll",
     "crf_span_probs",
     "crf_transition_scores",
     "set_tag_scheme",
@@ -107,6 +108,36 @@ def crf_decode(
         best_xp = ops.asarray2i(cast(Ints2d, torch2xp(best.int())))
     rows = [best_xp[row, : len(emissions[i])] for row, i in enumerate(keep)]
     return place(len(emissions), keep, rows, lambda _: ops.alloc1i(0))
+
+
+def crf_nll(
+    model: Model[CRFInput, Floats1d],
+    emissions: Sequence[Floats2d],
+    tags: Sequence[Ints1d],
+    allowed: AllowedTags = None,
+) -> Tuple[Floats1d, List[Floats2d]]:
+    """The negative log-likelihood of ``tags`` (-1: unknown, marginalised
+    out) for each doc, within ``allowed``, and its gradient with respect to
+    the emission scores. Pure: unlike the layer's forward and backward pass,
+    it leaves the gradients of the CRF's own parameters untouched."""
+    _check_inputs(model, emissions, tags, allowed)
+    ops = model.ops
+    n_tags = model.get_dim("nO")
+    nll = ops.alloc1f(len(emissions))
+    keep = non_empty(emissions)
+    if not keep:
+        return nll, [ops.alloc2f(0, n_tags) for _ in emissions]
+    wrapper = model.layers[0]
+    module = cast(ConditionalRandomField, torch_module(model))
+    kept = [emissions[i] for i in keep]
+    inputs = _training_batch(wrapper, kept, [tags[i] for i in keep], allowed, keep, requires_grad=True)
+    padded = inputs.args[0]  # (B, T, K)
+    with torch.enable_grad():
+        nll_kept = module(*inputs.args, **inputs.kwargs)  # (B,)
+        (d_padded,) = torch.autograd.grad(nll_kept.sum(), padded)  # (B, T, K); no parameter gradient
+    nll[ops.asarray1i(keep)] = ops.asarray1f(cast(Floats1d, torch2xp(nll_kept.detach().float())))
+    d_kept = cast(List[Floats2d], ops.unpad(cast(Floats3d, torch2xp(d_padded.float())), [len(e) for e in kept]))
+    return nll, place(len(emissions), keep, d_kept, lambda _: ops.alloc2f(0, n_tags))
 
 
 def crf_marginals(
@@ -359,17 +390,31 @@ def _forward(model: Model, X: CRFInput, is_train: bool) -> Tuple[Floats1d, Calla
 
 def _convert_inputs(model: Model, X: CRFInput, is_train: bool) -> Tuple[ArgsKwargs, Callable]:
     emissions, tags, allowed = X
-    ops = model.ops
     lengths = [len(e) for e in emissions]
-    padded = pad_to_torch(model, emissions, requires_grad=is_train)  # (B, T, K)
-    mask = padding_mask(lengths_tensor(lengths, shim_device(model)), padded.shape[1])  # (B, T)
-    padded_tags = pad_to_torch(model, [ops.asarray1i(t) for t in tags]).long()  # (B, T)
-    allowed_t = _pad_allowed(model, allowed, range(len(emissions)))
+    inputs = _training_batch(model, emissions, tags, allowed, range(len(emissions)), requires_grad=is_train)
 
     def backprop(d_inputs: ArgsKwargs) -> List[Floats2d]:
-        return cast(List[Floats2d], ops.unpad(cast(Floats3d, torch2xp(d_inputs.args[0])), lengths))
+        return cast(List[Floats2d], model.ops.unpad(cast(Floats3d, torch2xp(d_inputs.args[0])), lengths))
 
-    return ArgsKwargs(args=(padded, mask, padded_tags), kwargs={"allowed": allowed_t}), backprop
+    return inputs, backprop
+
+
+def _training_batch(
+    wrapper: Model,
+    emissions: Sequence[Floats2d],
+    tags: Sequence[Ints1d],
+    allowed: AllowedTags,
+    keep: Sequence[int],
+    *,
+    requires_grad: bool,
+) -> ArgsKwargs:
+    """The module's training inputs for non-empty docs: padded emissions
+    (B, T, K), mask (B, T), tags (B, T) and allowed tags of the docs ``keep``
+    of ``allowed``."""
+    padded = pad_to_torch(wrapper, emissions, requires_grad=requires_grad)  # (B, T, K)
+    mask = padding_mask(lengths_tensor([len(e) for e in emissions], shim_device(wrapper)), padded.shape[1])  # (B, T)
+    padded_tags = pad_to_torch(wrapper, [wrapper.ops.asarray1i(t) for t in tags]).long()  # (B, T)
+    return ArgsKwargs(args=(padded, mask, padded_tags), kwargs={"allowed": _pad_allowed(wrapper, allowed, keep)})
 
 
 def _convert_outputs(

@@ -11,50 +11,18 @@ Everything a lazy layer keeps in ``attrs`` is a module-level function or a
 ``n_process`` under the spawn start method, ``copy.deepcopy``).
 """
 
-import multiprocessing
-import os
 from typing import Any, Callable, Dict, List, Optional, cast
 
 import srsly
-import torch
 from thinc.api import Model, PyTorchWrapper_v2
 from thinc.shims import PyTorchShim
 from torch import nn
 
 LAZY_FLAG = "spacy_bilstm_crf_lazy_torch"
 # Attrs that do not shape a lazy layer's weights, left out of its description.
-UNSHAPING_ATTRS = (LAZY_FLAG, "tags", "scheme", "dropout")
+UNSHAPING_ATTRS = (LAZY_FLAG, "tags", "scheme", "dropout", "receptive_field", "computation")
 ModuleFactory = Callable[[Model], nn.Module]
 InferDims = Callable[[Model, Any, Any], None]
-
-
-def _one_thread_after_fork() -> None:
-    """In a forked child, run torch on one thread.
-
-    torch's CPU kernels use an OpenMP thread pool that does not survive
-    ``fork``: a forked child that runs a parallel kernel hangs forever (this
-    is what ``nlp.pipe(texts, n_process=2)`` did). One thread per worker also
-    keeps N workers on N cores instead of oversubscribing them.
-    """
-    torch.set_num_threads(1)
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
-    os.register_at_fork(after_in_child=_one_thread_after_fork)
-
-_worker_threads_set_in: Optional[int] = None  # the pid of a child process already set up
-
-
-def one_thread_in_workers() -> None:
-    """In a multiprocessing child (a worker of ``nlp.pipe(n_process=N)``, also
-    under the spawn start method), run torch on one thread, once per process,
-    so that N workers use about N cores. A later ``torch.set_num_threads`` in
-    the worker wins."""
-    global _worker_threads_set_in
-    pid = os.getpid()
-    if _worker_threads_set_in != pid and multiprocessing.parent_process() is not None:
-        torch.set_num_threads(1)
-    _worker_threads_set_in = pid
 
 
 def lazy_torch_layer(

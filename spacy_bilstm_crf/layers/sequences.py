@@ -13,8 +13,6 @@ from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.shims import PyTorchShim
 from thinc.types import Floats2d, Floats3d
 
-from .lazy_torch import one_thread_in_workers
-
 T = TypeVar("T")
 
 
@@ -49,7 +47,6 @@ def padding_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
 
 def pad_to_torch(model: Model, X: Sequence[Any], requires_grad: bool = False) -> torch.Tensor:
     """Per-doc (T_i, ...) arrays, all non-empty -> one (B, T, ...) tensor on the layer's device."""
-    one_thread_in_workers()
     return xp2torch(model.ops.pad(list(X)), requires_grad=requires_grad, device=shim_device(model))
 
 

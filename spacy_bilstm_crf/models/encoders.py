@@ -3,6 +3,9 @@
 
 Each maps per-doc token vectors (T_i, nI) to context vectors (T_i, nO);
 ``nI`` is inferred from the tok2vec when the pipeline is initialized. The
+torch encoders describe their computation in their ``attrs``, for tools such
+as ``explain``: ``receptive_field`` (how many tokens one output sees; None:
+the whole doc) and ``computation`` (a short description). The
 defaults here are the package's defaults: configs that leave a setting out
 get these values. For speed and accuracy of each head see docs/benchmarks.md.
 """
@@ -16,7 +19,7 @@ from thinc.types import Floats2d
 
 from ..layers.encoder import Encoder, torch_sequence_encoder
 from ..modules.bilstm import BiLSTM
-from ..modules.idcnn import IDCNN
+from ..modules.idcnn import IDCNN, receptive_field
 
 
 def _bilstm(input_width: int, hidden_width: int, depth: int, dropout: float) -> BiLSTM:
@@ -51,7 +54,13 @@ def BiLSTMEncoder_v1(hidden_width: int = 128, depth: int = 1, dropout: float = 0
         "bilstm_encoder",
         partial(_bilstm, hidden_width=hidden_width, depth=depth, dropout=dropout),
         nO=2 * hidden_width,
-        attrs={"hidden_width": hidden_width, "depth": depth, "dropout": dropout},
+        attrs={
+            "hidden_width": hidden_width,
+            "depth": depth,
+            "dropout": dropout,
+            "receptive_field": None,
+            "computation": f"{depth} BiLSTM layer(s), one sequential step per token forward and backward",
+        },
     )
 
 
@@ -116,12 +125,12 @@ def _idcnn_encoder(
         residual=residual,
     )
     _idcnn(1, **settings)  # bad settings fail when the config is resolved, not at initialize
-    return torch_sequence_encoder(
-        "idcnn_encoder",
-        partial(_idcnn, **settings),
-        nO=width,
-        attrs={key: value for key, value in settings.items() if key != "dropout"},
+    attrs = {key: value for key, value in settings.items() if key != "dropout"}
+    attrs["receptive_field"] = receptive_field(kernel_size, dilations, iterations)
+    attrs["computation"] = (
+        f"{1 + len(dilations) * iterations} convolutions, each over all tokens at once (parallel in time)"
     )
+    return torch_sequence_encoder("idcnn_encoder", partial(_idcnn, **settings), nO=width, attrs=attrs)
 
 
 @registry.architectures("spacy-bilstm-crf.NoEncoder.v1")

@@ -1,8 +1,10 @@
 """The ``crf_ner`` pipeline component: a CRF entity recognizer."""
 
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, cast
 
 import numpy
 import srsly
@@ -16,7 +18,7 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
-from thinc.types import Floats2d, Ints1d
+from thinc.types import Floats1d, Floats2d, Ints1d, Ints2d
 
 from ..layers.crf import (
     NonFiniteScoresError,
@@ -24,7 +26,10 @@ from ..layers.crf import (
     ScoredSpan,
     crf_decode,
     crf_kbest,
+    crf_marginals,
+    crf_nll,
     crf_span_probs,
+    crf_transition_scores,
     set_tag_scheme,
 )
 from ..layers.lazy_torch import (
@@ -47,6 +52,10 @@ from ..tag_scheme import (
     tags_to_spans,
     validate_label,
 )
+from ..tag_scheme import (
+    Span as EntitySpan,
+)
+from ..threads import apply_thread_policy
 
 UNKNOWN_TAG = -1
 # Tag schemes the CRF can tag in. IOB1 is a reading format only: whether its
@@ -138,14 +147,33 @@ def make_crf_ner(
     )
 
 
-class ScoredTagIds(List[Ints1d]):
-    """What ``predict`` returns when ``spans_key`` is set: the tag ids of each
-    doc, as without it, and in ``spans`` each doc's entities (given first)
-    and other likely spans with their probabilities."""
+@dataclass(frozen=True)
+class EmissionScores:
+    """What the CRF decodes for a batch of docs, as the component sees it.
 
-    def __init__(self, tag_ids: Iterable[Ints1d], spans: List[List[ScoredSpan]]) -> None:
-        super().__init__(tag_ids)
-        self.spans = spans
+    scores: per doc its emission scores (T_i, K), one row per token, one
+        column per tag of ``CRFEntityRecognizer.tags``.
+    allowed: per doc a (T_i, K) bool mask of the tags each token may take
+        (whitespace outside entities, no entity across a sentence start,
+        entities already on the doc fixed unless ``overwrite_ents``), or
+        None when no doc of the batch restricts any token.
+    kept: per doc the entities already on it that prediction keeps, as
+        (start, end, label); empty lists with ``overwrite_ents``.
+    """
+
+    scores: List[Floats2d]
+    allowed: Optional[List[numpy.ndarray]]
+    kept: List[List[EntitySpan]]
+
+
+class CRFPrediction(NamedTuple):
+    """What ``predict`` returns, with or without ``spans_key``: per doc the
+    tag ids of its best valid tag sequence, and its scored spans (the
+    entities, then the other spans whose probability reaches ``threshold``,
+    with their probabilities; empty lists when ``spans_key`` is None)."""
+
+    tag_ids: List[Ints1d]
+    scored_spans: List[List[ScoredSpan]]
 
 
 def _check_confidence_settings(spans_key: Optional[str], threshold: float, temperature: float) -> None:
@@ -297,6 +325,7 @@ class CRFEntityRecognizer(TrainablePipe):
         """Set the labels (given, or found in the examples) and initialize the
         model on a sample of the examples that hold tokens."""
         validate_get_examples(get_examples, "CRFEntityRecognizer.initialize")
+        apply_thread_policy()
         if labels is not None:
             for label in labels:
                 self.add_label(label)
@@ -333,30 +362,107 @@ class CRFEntityRecognizer(TrainablePipe):
             raise ValueError(Errors.E923.format(name=self.name) + " Every example's doc is empty.")
         return sample
 
-    def predict(self, docs: Iterable[Doc]) -> List[Ints1d]:
-        """Tag ids of the best valid tag sequence of each doc; with
-        ``spans_key`` set, a :class:`ScoredTagIds` that also holds the
-        probabilities of the entities and of the other likely spans."""
-        docs = list(docs)
-        if not any(len(doc) for doc in docs):
-            tag_ids = [self.model.ops.alloc1i(len(doc)) for doc in docs]
-            return tag_ids if self.spans_key is None else ScoredTagIds(tag_ids, [[] for _ in docs])
-        scores = self.model.predict(docs)
-        allowed = self.decoding_constraints(docs)
-        try:
-            tag_ids = crf_decode(get_crf(self.model), scores, allowed)
-        except NonFiniteScoresError as exc:
-            raise self._decoding_error(exc) from None
-        if self.spans_key is None:
-            return tag_ids
-        tags = self.tags
-        entities = [tags_to_spans([tags[i] for i in ids.tolist()], self.scheme) for ids in tag_ids]
-        scored = crf_span_probs(
-            get_crf(self.model), scores, entities, allowed, threshold=self.threshold, temperature=self.temperature
-        )
-        return ScoredTagIds(tag_ids, scored)
+    # --- inference ---------------------------------------------------------
+    # One seam for everything that predicts: emission_scores gives the CRF's
+    # input for a batch of docs, and decode, marginals, entity_probs and
+    # kbest_paths work on it. predict, kbest, explain and the benchmarks all
+    # go through these.
 
-    def kbest(self, doc: Doc, k: int = 5) -> List[Tuple[List[Tuple[int, int, str]], float]]:
+    def emission_scores(self, docs: Sequence[Doc]) -> EmissionScores:
+        """The model's emission scores for ``docs``, with the constraints
+        that prediction decodes within."""
+        docs = list(docs)
+        apply_thread_policy()
+        if any(len(doc) for doc in docs):
+            scores = self.model.predict(docs)
+        else:
+            scores = [self.model.ops.alloc2f(len(doc), len(self.tags)) for doc in docs]
+        return self.constrain(docs, scores)
+
+    def constrain(self, docs: Sequence[Doc], scores: Sequence[Floats2d]) -> EmissionScores:
+        """``scores`` (per doc (T_i, K), e.g. the emission layer's output) with
+        the constraints of ``docs``."""
+        if len(scores) != len(docs):
+            raise ValueError(f"Component {self.name!r} got {len(docs)} docs but {len(scores)} score arrays.")
+        kept = [[] if self.cfg["overwrite_ents"] else [(e.start, e.end, e.label_) for e in doc.ents] for doc in docs]
+        return EmissionScores(list(scores), self.decoding_constraints(docs), kept)
+
+    def decode(self, emissions: EmissionScores) -> List[Ints1d]:
+        """The tag ids of the best valid tag sequence of each doc (Viterbi)."""
+        return self._viterbi(self.model, emissions.scores, emissions.allowed)
+
+    def marginals(self, emissions: EmissionScores, *, temperature: Optional[float] = None) -> List[Floats2d]:
+        """Per doc (T_i, K): each tag's probability at each token under the
+        CRF (at ``temperature``, by default the component's); rows sum to 1."""
+        temperature = self.temperature if temperature is None else temperature
+        with self._decoding():
+            return crf_marginals(get_crf(self.model), emissions.scores, emissions.allowed, temperature=temperature)
+
+    def entity_probs(
+        self,
+        emissions: EmissionScores,
+        entities: Sequence[Sequence[EntitySpan]],
+        *,
+        threshold: Optional[float] = None,
+        temperature: Optional[float] = None,
+    ) -> List[List[ScoredSpan]]:
+        """Per doc, the probability under the CRF that each of its ``entities``
+        (start, end, label) is an entity; with ``threshold``, every other
+        span of at least that probability follows, sorted. The entities kept
+        from the doc whose label the CRF does not know come last with
+        probability 1 (known ones are fixed, so the CRF gives them 1)."""
+        temperature = self.temperature if temperature is None else temperature
+        with self._decoding():
+            scored = crf_span_probs(
+                get_crf(self.model),
+                emissions.scores,
+                entities,
+                emissions.allowed,
+                threshold=threshold,
+                temperature=temperature,
+            )
+        for doc_scored, kept in zip(scored, emissions.kept):
+            found = {span[:3] for span in doc_scored}
+            doc_scored.extend(
+                (start, end, label, 1.0) for start, end, label in kept if (start, end, label) not in found
+            )
+        return scored
+
+    def kbest_paths(
+        self, emissions: EmissionScores, k: int, *, temperature: Optional[float] = None
+    ) -> List[Tuple[Ints2d, Floats1d]]:
+        """Per doc its ``k`` most probable valid tag sequences (exact k-best
+        Viterbi), best first: tag ids (n, T_i) and log-probabilities (n,) at
+        ``temperature`` (by default the component's); n < k if the doc has
+        fewer sequences. The first is the one ``decode`` gives."""
+        temperature = self.temperature if temperature is None else temperature
+        with self._decoding():
+            return crf_kbest(get_crf(self.model), emissions.scores, k, emissions.allowed, temperature=temperature)
+
+    def transition_scores(self) -> Dict[str, numpy.ndarray]:
+        """The CRF's learned scores and constraints as numpy arrays:
+        ``transitions`` (K, K) (row: previous tag), ``start`` (K,), ``end``
+        (K,), and the bool masks ``allowed_transitions``, ``allowed_start``
+        and ``allowed_end``."""
+        return crf_transition_scores(get_crf(self.model))
+
+    def tag_spans(self, tag_ids: Ints1d) -> List[EntitySpan]:
+        """The entities (start, end, label) that a sequence of tag ids encodes."""
+        tags = self.tags
+        return tags_to_spans([tags[i] for i in tag_ids.tolist()], self.scheme)
+
+    def predict(self, docs: Iterable[Doc]) -> CRFPrediction:
+        """The best valid tag sequence of each doc and, with ``spans_key``
+        set, the probabilities of its entities and other likely spans."""
+        docs = list(docs)
+        emissions = self.emission_scores(docs)
+        tag_ids = self.decode(emissions)
+        if self.spans_key is None:
+            return CRFPrediction(tag_ids, [[] for _ in docs])
+        entities = [self.tag_spans(ids) for ids in tag_ids]
+        return CRFPrediction(tag_ids, self.entity_probs(emissions, entities, threshold=self.threshold))
+
+    def kbest(self, doc: Doc, k: int = 5) -> List[Tuple[List[EntitySpan], float]]:
         """The ``k`` most probable analyses of ``doc`` (exact k-best Viterbi
         over the valid tag sequences), best first: each a list of entities
         (start token, end token, label) and its probability under the CRF
@@ -370,48 +476,50 @@ class CRFEntityRecognizer(TrainablePipe):
         """
         if len(doc) == 0:
             return [([], 1.0)]
-        scores = self.model.predict([doc])
-        allowed = self.decoding_constraints([doc])
+        emissions = self.emission_scores([doc])
+        paths, log_probs = self.kbest_paths(emissions, k)[0]
+        kept = set(emissions.kept[0])
+        return [
+            (sorted(set(self.tag_spans(path)) | kept), float(numpy.exp(log_prob)))
+            for path, log_prob in zip(paths, log_probs.tolist())
+        ]
+
+    def _viterbi(
+        self, model: Model, scores: Sequence[Floats2d], allowed: Optional[List[numpy.ndarray]]
+    ) -> List[Ints1d]:
+        with self._decoding():
+            return crf_decode(get_crf(model), scores, allowed)
+
+    @contextmanager
+    def _decoding(self) -> Iterator[None]:
+        """Turn the CRF's error for NaN or infinite scores into one that names the component."""
         try:
-            paths, log_probs = crf_kbest(get_crf(self.model), scores, k, allowed, temperature=self.temperature)[0]
+            yield
         except NonFiniteScoresError as exc:
-            raise self._decoding_error(exc) from None
-        tags = self.tags
-        kept = [] if self.cfg["overwrite_ents"] else [(e.start, e.end, e.label_) for e in doc.ents]
-        out = []
-        for path, log_prob in zip(paths.tolist(), log_probs.tolist()):
-            found = tags_to_spans([tags[i] for i in path], self.scheme)
-            out.append((sorted(set(found) | set(kept)), float(numpy.exp(log_prob))))
-        return out
+            raise ValueError(
+                f"Component {self.name!r} cannot decode: {exc} The model's weights have probably "
+                "diverged (NaN or infinite emission scores); check the training loss."
+            ) from None
 
-    def _decoding_error(self, exc: Exception) -> ValueError:
-        return ValueError(
-            f"Component {self.name!r} cannot decode: {exc} The model's weights have probably "
-            "diverged (NaN or infinite emission scores); check the training loss."
-        )
-
-    def set_annotations(self, docs: Iterable[Doc], tag_ids: Sequence[Ints1d]) -> None:
-        """Set ``doc.ents`` from predicted tag ids; tokens outside entities get ``O``."""
-        tags = self.tags
-        for doc, ids in zip(docs, tag_ids):
-            spans = tags_to_spans([tags[i] for i in ids.tolist()], self.scheme)
-            ents = [Span(doc, start, end, label=label) for start, end, label in spans]
+    def set_annotations(self, docs: Iterable[Doc], prediction: CRFPrediction) -> None:
+        """Set ``doc.ents`` from the predicted tag ids (tokens outside entities
+        get ``O``) and, with ``spans_key`` set, ``doc.spans[spans_key]``."""
+        docs = list(docs)
+        for doc, ids in zip(docs, prediction.tag_ids):
+            ents = [Span(doc, start, end, label=label) for start, end, label in self.tag_spans(ids)]
             if not self.cfg["overwrite_ents"]:
                 preset = list(doc.ents)
                 seen = {(e.start, e.end, e.label_) for e in preset}
                 ents = preset + [e for e in ents if (e.start, e.end, e.label_) not in seen]
             doc.set_ents(ents, default="outside")
-        if self.spans_key is not None and isinstance(tag_ids, ScoredTagIds):
-            for doc, scored in zip(docs, tag_ids.spans):
+        if self.spans_key is not None:
+            for doc, scored in zip(docs, prediction.scored_spans):
                 self._set_scored_spans(doc, scored)
 
     def _set_scored_spans(self, doc: Doc, scored: List[ScoredSpan]) -> None:
-        """``doc.spans[spans_key]``: the doc's entities and the other likely
-        spans, sorted, with their probabilities in ``attrs["scores"]``.
-        Pre-set entities of labels the CRF does not know have probability 1."""
+        """``doc.spans[spans_key]``: the scored spans, sorted, with their
+        probabilities in ``attrs["scores"]``."""
         probs = {(start, end, label): prob for start, end, label, prob in scored}
-        for ent in doc.ents:
-            probs.setdefault((ent.start, ent.end, ent.label_), 1.0)
         ordered = sorted(probs)
         spans = [Span(doc, start, end, label=label) for start, end, label in ordered]
         scores = numpy.asarray([probs[span] for span in ordered], dtype="float32")
@@ -419,21 +527,74 @@ class CRFEntityRecognizer(TrainablePipe):
             doc, name=cast(str, self.spans_key), spans=spans, attrs={"scores": scores}
         )
 
+    # --- training ----------------------------------------------------------
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Learn from a batch of examples: the CRF negative log-likelihood of
+        their gold tags, backpropagated through the CRF and the model."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "CRFEntityRecognizer.update")
+        if not any(len(eg.predicted) for eg in examples):
+            return losses  # no tokens in any doc: nothing to learn, as spaCy's tagger
+        apply_thread_policy()
+        gold, allowed = self._gold_and_allowed(examples)
+        set_dropout_rate(self.model, drop)
+        scores, backprop_scores = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = self._train_crf(scores, gold, allowed)
+        backprop_scores(d_scores)
+        if sgd not in (None, False):
+            self.finish_update(cast(Optimizer, sgd))
+        losses[self.name] += loss
+        return losses
+
     def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
         """CRF negative log-likelihood of the gold tags, summed over the batch,
-        and its gradient with respect to the emission scores. The gradient of
-        the CRF's own parameters is accumulated for the next update."""
+        and its gradient with respect to the emission scores. Pure: it
+        changes no gradient of the model (``update`` trains the CRF)."""
         examples = list(examples)
         validate_examples(examples, "CRFEntityRecognizer.get_loss")
-        gold = [self._gold_tags(eg, i) for i, eg in enumerate(examples)]
-        allowed = self._allowed_tags([eg.predicted for eg in examples], presets=False, gold=gold)
-        return self._crf_loss(scores, gold, allowed)
+        gold, allowed = self._gold_and_allowed(examples)
+        with self._training_errors():
+            nll, d_scores = crf_nll(get_crf(self.model), scores, gold, allowed)
+        return self._checked_loss(nll), d_scores
 
-    def _crf_loss(
+    def _gold_and_allowed(self, examples: List[Example]) -> Tuple[List[Ints1d], Optional[List[numpy.ndarray]]]:
+        gold = [self._gold_tags(eg, i) for i, eg in enumerate(examples)]
+        return gold, self._allowed_tags([eg.predicted for eg in examples], presets=False, gold=gold)
+
+    def _train_crf(
         self, scores: List[Floats2d], gold: List[Ints1d], allowed: Optional[List[numpy.ndarray]]
     ) -> Tuple[float, List[Floats2d]]:
-        try:
+        """The CRF layer's forward and backward pass: the loss and the
+        gradient of the scores; the CRF's own gradients accumulate for the
+        next ``finish_update``. Only ``update`` and ``rehearse`` call it."""
+        with self._training_errors():
             nll, backprop = get_crf(self.model).begin_update((scores, gold, allowed))
+        loss = self._checked_loss(nll)
+        d_scores = backprop(self.model.ops.xp.ones(len(nll), dtype="f"))
+        return loss, cast(List[Floats2d], d_scores)
+
+    def _checked_loss(self, nll: Floats1d) -> float:
+        loss = float(nll.sum(keepdims=False))
+        if not numpy.isfinite(loss):
+            raise ValueError(Errors.E910.format(name=self.name))
+        return loss
+
+    @contextmanager
+    def _training_errors(self) -> Iterator[None]:
+        """Name the component in the CRF's errors for diverged scores and impossible gold tags."""
+        try:
+            yield
         except NonFiniteScoresError as exc:
             raise ValueError(f"{Errors.E910.format(name=self.name)} {exc}") from None
         except NoValidPathError as exc:
@@ -441,11 +602,6 @@ class CRFEntityRecognizer(TrainablePipe):
                 f"Component {self.name!r}: the gold tags of a training doc form no well-formed "
                 f"{self.scheme} sequence ({exc})."
             ) from None
-        loss = float(nll.sum(keepdims=False))
-        if not numpy.isfinite(loss):
-            raise ValueError(Errors.E910.format(name=self.name))
-        d_scores = backprop(self.model.ops.xp.ones(len(nll), dtype="f"))
-        return loss, cast(List[Floats2d], d_scores)
 
     def rehearse(
         self,
@@ -471,12 +627,13 @@ class CRFEntityRecognizer(TrainablePipe):
         docs = [eg.predicted for eg in examples]
         if not any(len(doc) for doc in docs):
             return losses
+        apply_thread_policy()
         allowed = self._allowed_tags(docs, presets=False)
         teacher = self._rehearsal_model
-        teacher_tags = crf_decode(get_crf(teacher), teacher.predict(docs), allowed)
+        teacher_tags = self._viterbi(teacher, teacher.predict(docs), allowed)
         set_dropout_rate(self.model, drop)
         scores, backprop_scores = self.model.begin_update(docs)
-        loss, d_scores = self._crf_loss(scores, teacher_tags, allowed)
+        loss, d_scores = self._train_crf(scores, teacher_tags, allowed)
         backprop_scores(d_scores)
         if sgd not in (None, False):
             if not isinstance(sgd, Optimizer):  # Language.rehearse's collector, see _GradientCollector
