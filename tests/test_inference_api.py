@@ -147,3 +147,14 @@ def test_update_on_docs_without_tokens_changes_nothing():
     assert nlp.get_pipe("crf_ner").update(empty, sgd=SGD(0.1)) == {"crf_ner": 0.0}
     assert nlp.get_pipe("crf_ner").update([], sgd=SGD(0.1)) == {"crf_ner": 0.0}
     assert nlp.to_bytes() == before
+
+
+def test_calibration_gets_the_pipelines_confidences_through_the_seam(trained):
+    from bench.calibration import check_against_pipeline, confidences, emissions_and_entities
+
+    docs = [trained.make_doc(text) for text, _ in EN_TRAIN * 20]  # 100 docs: two pipeline batches
+    data = emissions_and_entities(trained, "crf_ner", docs)
+    assert len(data.batches) == 2 and len(data.entities) == 100
+    scored = confidences(trained, "crf_ner", data, 1.0)
+    assert confidences(trained, "crf_ner", data.head(70), 1.0) == scored[:70]
+    assert check_against_pipeline(trained, "crf_ner", docs[:70], scored[:70]) < 1e-6
