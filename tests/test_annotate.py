@@ -24,10 +24,10 @@ from spacy.training import Example
 from thinc.api import fix_random_seed
 
 from spacy_bilstm_crf.annotate import AnnotateSettings, annotate
-from spacy_bilstm_crf.annotate import lines as lines_module
-from spacy_bilstm_crf.annotate.lines import line_ranges, read_lines
-from spacy_bilstm_crf.annotate.progress import Progress
-from spacy_bilstm_crf.annotate.ray_resources import size_workers
+from spacy_bilstm_crf.annotate import inputs as inputs_module
+from spacy_bilstm_crf.annotate.inputs import line_ranges, read_lines
+from spacy_bilstm_crf.annotate.ray_engine import size_workers
+from spacy_bilstm_crf.annotate.reporting import Progress
 from spacy_bilstm_crf.cli import main
 
 from .pipelines import cnn_tok2vec
@@ -535,7 +535,7 @@ def test_ray_resume_after_kill_9_gives_every_id_once(model: Path, ray_cluster: s
 def test_line_ranges_cover_every_line_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, ending: bytes
 ) -> None:
-    monkeypatch.setattr(lines_module, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(inputs_module, "CHUNK_BYTES", chunk_bytes)
     content = [b"\xef\xbb\xbfone", b"", b"three\r", b"four", b"five"]
     path = tmp_path / "lines.txt"
     path.write_bytes(b"\n".join(content) + ending)

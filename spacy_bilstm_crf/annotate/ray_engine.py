@@ -4,23 +4,67 @@
 
 Shards go through in waves of a few per worker; a wave's files are staged and
 committed to the manifest when the whole wave is written, so a killed job
-redoes at most the waves it had not committed."""
+redoes at most the waves it had not committed.
+
+Worker sizing: Ray Data can deadlock on its own resource budget: with 2 CPUs,
+two annotating actors of 1 CPU each leave nothing for the tasks that read and
+write, and the job hangs. The workers together get at most the CPUs left after a
+reserve for those tasks, and the tasks ask for no more than that reserve
+(``size_workers``). What runs inside Ray's tasks and actors is in ``ray_tasks``.
+"""
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .output import OutputFolder
-from .progress import Progress
-from .ray_columns import ENTITIES, FILE, NUMBER, POSITION, REASON
-from .ray_resources import WorkerSizing, size_workers
-from .ray_source import ShardDatasource
-from .ray_worker import PipelineAnnotator
-from .records import Location, Reject, RejectedRecordError, Unit
+from .output_folder import OutputFolder
+from .records import Location, Plan, Reject, RejectedRecordError, Shard, Unit
+from .reporting import Progress
 from .settings import AnnotateSettings
-from .shards import Plan, Shard
 
 SHARDS_PER_WORKER_PER_WAVE = 4
+RESERVED_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class WorkerSizing:
+    """``workers`` actors of ``cpus_per_worker`` CPUs (and ``gpus_per_worker``
+    GPUs); read and write tasks of ``task_cpus`` CPUs."""
+
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    task_cpus: float
+
+
+def size_workers(
+    cluster_cpus: float, cluster_gpus: float, workers: Optional[int] = None, gpu_per_worker: float = 0.0
+) -> WorkerSizing:
+    """Fit the workers into a cluster of ``cluster_cpus`` CPUs and
+    ``cluster_gpus`` GPUs. Without ``workers``: one per GPU share with
+    ``gpu_per_worker``, else one per CPU left after the reserve."""
+    if cluster_cpus <= 0:
+        raise ValueError("the Ray cluster has no CPUs")
+    reserve = max(min(1.0, cluster_cpus / 2), RESERVED_SHARE * cluster_cpus)
+    free = cluster_cpus - reserve
+    if gpu_per_worker > 0:
+        fitting = int(cluster_gpus / gpu_per_worker + 1e-9)
+        if fitting < 1:
+            raise ValueError(f"--gpu-per-worker {gpu_per_worker}: the Ray cluster has {cluster_gpus:g} GPUs")
+        if workers is not None and workers > fitting:
+            raise ValueError(
+                f"--workers {workers} with --gpu-per-worker {gpu_per_worker} needs "
+                f"{workers * gpu_per_worker:g} GPUs; the Ray cluster has {cluster_gpus:g}"
+            )
+        workers = workers or fitting
+    workers = workers or max(1, int(free))
+    cpus = min(1.0, _round_down(free / workers))
+    return WorkerSizing(workers, cpus, gpu_per_worker, _round_down(reserve))
+
+
+def _round_down(value: float) -> float:
+    return int(value * 1000) / 1000
 
 
 def run_ray(
@@ -52,6 +96,8 @@ def _run_wave(
 ) -> None:
     import ray
     from ray.data.expressions import col
+
+    from .ray_tasks import ENTITIES, REASON, PipelineAnnotator, ShardDatasource
 
     fields = plan.fields
     source = ShardDatasource(plan.input_format, wave, fields, settings.strict)
@@ -96,6 +142,8 @@ def _run_wave(
 def _tally(annotated: Any, unit: Unit) -> Tuple[int, Dict[str, int], List[Reject]]:
     """Docs annotated, entities per label and the rejects of an annotated wave."""
     import pyarrow.compute as pc
+
+    from .ray_tasks import ENTITIES, FILE, NUMBER, POSITION, REASON
 
     count = 0
     entities: Counter = Counter()

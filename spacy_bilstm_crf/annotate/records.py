@@ -1,11 +1,17 @@
-"""Input records, rejected records and where each came from."""
+"""What annotate works on: input records and rejects (and the checks that tell
+them apart), and the shards and plan that cut an input into units of work."""
 
 from dataclasses import dataclass
-from typing import Any, Dict, Literal, Tuple, Union
+from typing import Any, Dict, Literal, Optional, Tuple, Union
+
+from .settings import InputFormat
 
 RecordId = Union[int, str]
 IdType = Literal["int", "str"]
 Unit = Literal["line", "row"]
+
+
+# --- records and rejects -------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -54,3 +60,111 @@ class RejectedRecordError(ValueError):
 
     def __reduce__(self) -> Tuple[Any, Tuple[Reject]]:
         return (RejectedRecordError, (self.reject,))
+
+
+# --- fields and their checks ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Where a record's text and id are, and the type all ids must have."""
+
+    text: str = "text"
+    id: str = "id"
+    id_type: IdType = "int"
+
+
+def id_type_of(value: Any) -> Optional[IdType]:
+    """``"int"`` or ``"str"`` for a usable id, None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+def check_id(value: Any, field: str, expected: IdType) -> Optional[str]:
+    """The reason an id is refused, or None. Ids are all integers or all strings
+    (the type of the input's first good record), so that every output file has
+    one id type."""
+    found = id_type_of(value)
+    if found is None:
+        return f"id field {field!r} is {_describe(value)}, not a string or an integer"
+    if found != expected:
+        wanted = "an integer" if expected == "int" else "a string"
+        return f"id field {field!r} is {_describe(value)}, but the input's ids are {wanted} (its first good record)"
+    return None
+
+
+def check_text(value: Any, field: str) -> Optional[str]:
+    """The reason a text is refused, or None: it must be a string with
+    something besides whitespace."""
+    if value is None:
+        return f"text field {field!r} is null"
+    if not isinstance(value, str):
+        return f"text field {field!r} is {_describe(value)}, not a string"
+    if not value.strip():
+        return f"text field {field!r} is empty" if not value else f"text field {field!r} is only whitespace"
+    return None
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value[:20]!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+# --- shards and the plan -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Records ``first_position`` to ``first_position + size - 1`` of the input,
+    all in ``file``: bytes ``start`` to ``stop`` of a line-based file, or row
+    groups ``start`` to ``stop - 1`` of a Parquet file. ``first_number`` is the
+    first record's line (from 1) or row (from 0). Shards are annotated, written
+    and recorded as done together."""
+
+    index: int
+    file: str
+    start: int
+    stop: int
+    first_number: int
+    size: int
+    first_position: int
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input file as it was when planned; a resumed job must find it unchanged."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole input cut into shards (made by ``inputs.make_plan``)."""
+
+    input_format: InputFormat
+    files: Tuple[InputFile, ...]
+    shards: Tuple[Shard, ...]
+    fields: Fields
+
+    @property
+    def total(self) -> int:
+        """The number of input records, bad ones included."""
+        return sum(shard.size for shard in self.shards)

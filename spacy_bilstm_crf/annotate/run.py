@@ -7,15 +7,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, TextIO
 
-from .fields import Fields
-from .formats import OutputFormat, input_format, output_format
-from .output import OutputFolder
-from .parquet import import_pyarrow
-from .plan import make_plan
-from .progress import Progress
-from .settings import AnnotateSettings
-from .shards import Plan
-from .summary import Summary, summarize
+from .inputs import make_plan
+from .output_folder import OutputFolder
+from .records import Fields, Plan
+from .reporting import Progress, Summary, summarize
+from .settings import AnnotateSettings, OutputFormat, import_pyarrow, import_ray, input_format, output_format
 
 
 def annotate(settings: AnnotateSettings, stream: TextIO = sys.stderr) -> Summary:
@@ -28,7 +24,7 @@ def annotate(settings: AnnotateSettings, stream: TextIO = sys.stderr) -> Summary
     if "parquet" in (source_format, target_format) or settings.engine == "ray":
         import_pyarrow()
     if settings.engine == "ray":
-        _import_ray()
+        import_ray()
     settings = replace(settings, model=_resolve_model(settings.model))
     fields = Fields(settings.text_field, settings.id_field)
     plan = make_plan(settings.input, source_format, fields, settings.shard_size)
@@ -40,7 +36,7 @@ def annotate(settings: AnnotateSettings, stream: TextIO = sys.stderr) -> Summary
         progress = Progress(docs_this_run, stream=stream, bar=settings.progress_bar, log_every=settings.log_every)
         try:
             if pending and settings.engine == "local":
-                from .local import run_local
+                from .local_engine import run_local
 
                 run_local(plan, pending, settings, output, progress)
             elif pending:
@@ -79,10 +75,3 @@ def _resolve_model(model: str) -> str:
     package name as it is."""
     path = Path(model)
     return str(path.resolve()) if path.exists() else model
-
-
-def _import_ray() -> None:
-    try:
-        import ray.data  # noqa: F401
-    except ImportError as exc:
-        raise ValueError('--engine ray needs Ray Data: pip install "spacy-bilstm-crf[ray]"') from exc

@@ -1,7 +1,9 @@
-"""The entities of an annotated doc as output records."""
+"""The pipeline that annotates: loading it, in this process or in a worker,
+and the entities of the docs it makes as output records."""
 
 from typing import Any, Dict, List, Optional, Tuple
 
+from spacy.language import Language
 from spacy.tokens import Doc
 
 from .records import RecordId
@@ -44,3 +46,15 @@ def span_scores(doc: Doc, spans_key: str) -> Dict[Tuple[int, int, str], float]:
 def output_record(id_field: str, record_id: RecordId, entities: List[Dict[str, Any]]) -> Dict[str, Any]:
     """One line (or row) of the output."""
     return {id_field: record_id, "entities": entities}
+
+
+def load_pipeline(model: str, code: Optional[str] = None, gpu: bool = False) -> Language:
+    """``spacy.load(model)``, after importing ``code`` (a Python file that
+    registers custom components) and, with ``gpu``, ``spacy.require_gpu()``."""
+    import spacy
+
+    if code is not None:
+        spacy.util.import_file("annotate_code", code)
+    if gpu:
+        spacy.require_gpu()
+    return spacy.load(model)
