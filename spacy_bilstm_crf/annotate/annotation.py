@@ -1,12 +1,21 @@
-"""The pipeline that annotates: loading it, in this process or in a worker,
-and the entities of the docs it makes as output records."""
+"""The pipeline that annotates: loading it, in this process or in a worker;
+its fingerprint, which a resumed job must match; the texts it refuses; and the
+entities of the docs it makes as output records."""
 
+import hashlib
+import importlib.util
+import os
+import stat
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .records import RecordId
+from .records import RecordId, printable
+from .safe_files import open_binary
+
+HASH_CHUNK = 1 << 20
 
 CONFIDENCE_DIGITS = 6
 
@@ -32,7 +41,7 @@ def span_scores(doc: Doc, spans_key: str) -> Dict[Tuple[int, int, str], float]:
     if spans_key not in doc.spans:
         raise ValueError(
             f"--spans-key {spans_key!r}: the pipeline set no doc.spans[{spans_key!r}] "
-            f"(keys set: {', '.join(sorted(doc.spans)) or 'none'})"
+            f"(keys set: {printable(', '.join(sorted(doc.spans))) or 'none'})"
         )
     group = doc.spans[spans_key]
     scores = group.attrs.get("scores")
@@ -58,3 +67,77 @@ def load_pipeline(model: str, code: Optional[str] = None, gpu: bool = False) -> 
     if gpu:
         spacy.require_gpu()
     return spacy.load(model)
+
+
+def text_too_long(nlp: Language, text: str) -> Optional[str]:
+    """Why ``text`` is refused, if it is over the pipeline's ``max_length``
+    (spaCy would fail the whole batch with E088): such a text is a reject, not
+    split, since the model never saw documents that long."""
+    if len(text) <= nlp.max_length:
+        return None
+    return f"text is {len(text):,} characters, over the pipeline's max_length of {nlp.max_length:,} (nlp.max_length)"
+
+
+def model_fingerprint(model: str) -> Dict[str, str]:
+    """What the pipeline ``model`` is made of: each file of its folder (or, for
+    an installed package, the package's folder) by its path, as
+    ``sha256:<hex>``. Symbolic links are not followed (a link is recorded by its
+    target: ``link:<target>``), bytecode caches are left out, and ``blank:xx``
+    has no files."""
+    if model.startswith("blank:"):
+        return {}
+    folder = Path(model)
+    if not folder.exists():
+        folder = _package_folder(model)
+    return folder_fingerprint(folder)
+
+
+def code_fingerprint(code: Optional[Path]) -> Optional[str]:
+    """The sha256 of the ``--code`` file."""
+    return None if code is None else _sha256(code.read_bytes())
+
+
+def folder_fingerprint(folder: Path) -> Dict[str, str]:
+    if not folder.is_dir():
+        return {".": "sha256:" + _sha256(folder.read_bytes())}
+    found: Dict[str, str] = {}
+    for parent, folders, files in os.walk(folder):  # os.walk follows no link to a folder
+        folders[:] = sorted(name for name in folders if name != "__pycache__")
+        for name in sorted(files) + [name for name in folders if os.path.islink(os.path.join(parent, name))]:
+            path = Path(parent, name)
+            relative = path.relative_to(folder).as_posix()
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                found[relative] = f"link:{os.readlink(path)}"
+            elif stat.S_ISREG(mode) and not name.endswith(".pyc"):
+                found[relative] = "sha256:" + _file_sha256(path)
+            elif not stat.S_ISREG(mode):
+                found[relative] = "other"
+    return found
+
+
+def _package_folder(name: str) -> Path:
+    """The folder of the installed package ``name``, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        raise ValueError(f"{name}: no such pipeline folder or installed package")
+    if spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    if spec.origin is None:
+        raise ValueError(f"{name}: no such pipeline folder or installed package")
+    return Path(spec.origin)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open_binary(path, "r") as file:  # not through a link swapped in since the walk
+        for chunk in iter(lambda: file.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -5,6 +5,7 @@ the line number) and Parquet (a file or a folder of them). Line-based files are
 read in constant memory whatever their size; Parquet files in small batches."""
 
 import json
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
@@ -26,6 +27,9 @@ from .records import (
 from .settings import InputFormat, import_pyarrow
 
 CHUNK_BYTES = 1 << 20
+# A longer line is rejected without being read into memory: spaCy's longest
+# text (nlp.max_length, a million characters) takes at most 12 MB as JSON.
+MAX_LINE_BYTES = 1 << 26
 BOM = b"\xef\xbb\xbf"
 READ_BATCH_ROWS = 1024
 
@@ -45,12 +49,12 @@ def make_plan(path: Path, input_format: InputFormat, fields: Fields, shard_size:
     shards: List[Shard] = []
     if input_format == "parquet":
         files = parquet_files(path)
-        id_types = {file: id_type_of_column(file, fields) for file in files}
+        id_types = {file: _naming_file(file, id_type_of_column, file, fields) for file in files}
         if len(set(id_types.values())) > 1:
             raise ValueError(f"{path}: id column {fields.id!r} is an integer in some files and a string in others")
         fields = replace(fields, id_type=id_types[files[0]])
         for file in files:
-            for start, stop, first_row, rows in row_group_ranges(file, shard_size):
+            for start, stop, first_row, rows in _naming_file(file, row_group_ranges, file, shard_size):
                 shards.append(Shard(len(shards), str(file), start, stop, first_row, rows, _next_position(shards)))
     else:
         if path.is_dir():
@@ -119,34 +123,70 @@ def line_ranges(path: Path, lines_per_range: int) -> List[LineRange]:
     return ranges
 
 
-def read_lines(path: Path, start: int, stop: int, first_line: int) -> Iterator[Tuple[int, bytes]]:
+@dataclass(frozen=True)
+class LongLine:
+    """A line over ``MAX_LINE_BYTES``, skipped unread: its length in bytes."""
+
+    length: int
+
+    @property
+    def reason(self) -> str:
+        return f"line is {self.length:,} bytes, over the limit of {MAX_LINE_BYTES:,}"
+
+
+def read_lines(path: Path, start: int, stop: int, first_line: int) -> Iterator[Tuple[int, Union[bytes, LongLine]]]:
     """(line number, bytes without the line end) for the lines in bytes
-    ``start`` to ``stop``; a UTF-8 byte order mark on line 1 is dropped."""
+    ``start`` to ``stop``; a UTF-8 byte order mark on line 1 is dropped, and a
+    line over ``MAX_LINE_BYTES`` comes as a ``LongLine``."""
     number = first_line
+    limit = MAX_LINE_BYTES
     with path.open("rb") as file:
         file.seek(start)
         offset = start
         while offset < stop:
-            raw = file.readline()
+            raw = file.readline(limit + 2)  # the line, its \r\n, or a sign that it is longer
             if not raw:
                 raise ValueError(f"{path}: file is shorter than when it was read first (changed while annotating?)")
             offset += len(raw)
+            line: Union[bytes, LongLine] = raw
             if raw.endswith(b"\n"):
                 raw = raw[:-1]
                 if raw.endswith(b"\r"):
                     raw = raw[:-1]
-            if number == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM) :]
-            yield number, raw
+                line = raw if len(raw) <= limit else LongLine(len(raw))
+            elif len(raw) > limit:
+                skipped, ended = _skip_line(file)
+                offset += skipped
+                line = LongLine(len(raw) + skipped - ended)
+            if number == 1 and isinstance(line, bytes) and line.startswith(BOM):
+                line = line[len(BOM) :]
+            yield number, line
             number += 1
+
+
+def _skip_line(file: Any) -> Tuple[int, int]:
+    """Read to the end of the current line in chunks: the bytes read, and 1 if
+    they end with a newline (0 at the end of the file)."""
+    skipped = 0
+    while True:
+        piece = file.readline(CHUNK_BYTES)
+        skipped += len(piece)
+        if not piece:
+            return skipped, 0
+        if piece.endswith(b"\n"):
+            return skipped, 1
 
 
 # --- JSONL -----------------------------------------------------------------------------
 
 
-def parse_line(raw: bytes, fields: Fields, id_type: Optional[IdType]) -> Union[Tuple[RecordId, str], str]:
+def parse_line(
+    raw: Union[bytes, LongLine], fields: Fields, id_type: Optional[IdType]
+) -> Union[Tuple[RecordId, str], str]:
     """(id, text) of one JSONL line, or the reason it is refused. With
     ``id_type`` None any string or integer id is accepted."""
+    if isinstance(raw, LongLine):
+        return raw.reason
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -157,6 +197,11 @@ def parse_line(raw: bytes, fields: Fields, id_type: Optional[IdType]) -> Union[T
         value: Any = json.loads(line)
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc.msg} (column {exc.colno})"
+    except RecursionError:
+        return "invalid JSON: nested too deeply"
+    except ValueError as exc:  # an integer of more digits than Python converts
+        limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+        return f"invalid JSON: a number of more than {limit} digits" if limit else f"invalid JSON: {exc}"
     if not isinstance(value, dict):
         return f"not a JSON object but {type(value).__name__}"
     if fields.id not in value:
@@ -197,6 +242,9 @@ def read_text(shard: Shard, fields: Fields) -> Iterator[Union[Record, Reject]]:
     blank is a reject."""
     for offset, (number, raw) in enumerate(read_lines(Path(shard.file), shard.start, shard.stop, shard.first_number)):
         position, location = shard.first_position + offset, Location(shard.file, "line", number)
+        if isinstance(raw, LongLine):
+            yield Reject(position, location, raw.reason)
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -261,35 +309,66 @@ def row_group_ranges(path: Path, min_rows: int) -> List[Tuple[int, int, int, int
 
 def read_parquet(shard: Shard, fields: Fields) -> Iterator[Union[Record, Reject]]:
     """The records of a shard of a Parquet file, streamed in small batches; a
-    null or empty text, a null id or a text that is not UTF-8 is a reject."""
+    null or empty text, a bad id or a string that is not UTF-8 is a reject. A
+    row group that cannot be read stops the job, naming the file."""
     pa = import_pyarrow()
-    parquet_file = pa.parquet.ParquetFile(shard.file)
-    batches = parquet_file.iter_batches(
-        batch_size=READ_BATCH_ROWS, row_groups=range(shard.start, shard.stop), columns=[fields.id, fields.text]
-    )
     offset = 0
-    for batch in batches:
-        ids = batch.column(fields.id).to_pylist()
-        texts = batch.column(fields.text).to_pylist()
-        for record_id, text in zip(ids, texts):
-            position = shard.first_position + offset
-            location = Location(shard.file, "row", shard.first_number + offset)
-            offset += 1
-            if isinstance(text, bytes):
-                try:
-                    text = text.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield Reject(position, location, f"text is not UTF-8 (byte {exc.start + 1})")
-                    continue
-            reason = check_id(record_id, fields.id, fields.id_type) or check_text(text, fields.text)
-            if reason:
-                yield Reject(position, location, reason)
-            else:
-                yield Record(position, location, record_id, text)
+    try:
+        parquet_file = pa.parquet.ParquetFile(shard.file)
+        batches = parquet_file.iter_batches(
+            batch_size=READ_BATCH_ROWS, row_groups=range(shard.start, shard.stop), columns=[fields.id, fields.text]
+        )
+        for batch in batches:
+            ids = _values(pa, batch.column(fields.id))
+            texts = _values(pa, batch.column(fields.text))
+            for record_id, text in zip(ids, texts):
+                position = shard.first_position + offset
+                location = Location(shard.file, "row", shard.first_number + offset)
+                offset += 1
+                reason = None
+                if isinstance(record_id, bytes):
+                    record_id, reason = _decode(record_id, "id")
+                reason = reason or check_id(record_id, fields.id, fields.id_type)
+                if reason is None and isinstance(text, bytes):
+                    text, reason = _decode(text, "text")
+                reason = reason or check_text(text, fields.text)
+                if reason:
+                    yield Reject(position, location, reason)
+                else:
+                    yield Record(position, location, record_id, text)  # type: ignore[arg-type]
+    except (pa.ArrowException, OSError) as exc:
+        groups = f"row groups {shard.start}-{shard.stop - 1}"
+        raise ValueError(f"{shard.file}: {groups}: cannot read ({' '.join(str(exc).split())})") from None
     if offset != shard.size:
         raise ValueError(
             f"{shard.file}: {offset} rows in row groups {shard.start}-{shard.stop - 1}, expected {shard.size}"
         )
+
+
+def _values(pa: Any, column: Any) -> List[Any]:
+    """A column's values; strings as UTF-8 bytes, which a file may hold invalid
+    (and pyarrow would fail the whole batch on)."""
+    if pa.types.is_string(column.type):
+        column = column.view(pa.binary())
+    elif pa.types.is_large_string(column.type):
+        column = column.view(pa.large_binary())
+    return list(column.to_pylist())
+
+
+def _decode(value: bytes, what: str) -> Tuple[Optional[str], Optional[str]]:
+    try:
+        return value.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, f"{what} is not UTF-8 (byte {exc.start + 1})"
+
+
+def _naming_file(file: Path, read: Callable[..., Any], *args: Any) -> Any:
+    """``read(*args)``, with pyarrow's errors (which name no file) naming ``file``."""
+    pa = import_pyarrow()
+    try:
+        return read(*args)
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"{file}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
 
 
 def _is_binary(pa: Any, data_type: Any) -> bool:

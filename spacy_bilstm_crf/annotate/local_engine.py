@@ -4,11 +4,11 @@ shards, one commit per shard."""
 from collections import Counter
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .annotation import doc_entities, load_pipeline, output_record
+from .annotation import doc_entities, load_pipeline, output_record, text_too_long
 from .inputs import read_shard
 from .output_folder import OutputFolder
 from .parts import PartWriter
-from .records import Plan, RecordId, Reject, RejectedRecordError, Shard
+from .records import Plan, Record, RecordId, Reject, RejectedRecordError, Shard
 from .reporting import Progress
 from .settings import AnnotateSettings
 
@@ -34,6 +34,10 @@ def run_local(
         for shard in pending:
             shard_rejects = rejects.setdefault(shard.index, [])
             for item in read_shard(plan.input_format, shard, plan.fields):
+                if isinstance(item, Record):
+                    too_long = text_too_long(nlp, item.text)
+                    if too_long:
+                        item = Reject(item.position, item.location, too_long)
                 if isinstance(item, Reject):
                     if settings.strict:
                         raise RejectedRecordError(item)

@@ -13,7 +13,9 @@ reserve for those tasks, and the tasks ask for no more than that reserve
 (``size_workers``). What runs inside Ray's tasks and actors is in ``ray_tasks``.
 """
 
+import ipaddress
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -21,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .output_folder import OutputFolder
 from .records import Location, Plan, Reject, RejectedRecordError, Shard, Unit
 from .reporting import Progress
-from .settings import AnnotateSettings
+from .settings import LOOPBACK_ONLY, AnnotateSettings
 
 SHARDS_PER_WORKER_PER_WAVE = 4
 RESERVED_SHARE = 0.05
@@ -74,7 +76,7 @@ def run_ray(
     local one started (and stopped) here."""
     import ray
 
-    started = _connect(settings.address)
+    started = connect(settings.address)
     try:
         _quiet_ray_data()
         resources = ray.cluster_resources()
@@ -126,6 +128,8 @@ def _run_wave(
             raise rejected from None
         raise
     count, entities, rejects = _tally(annotated, "row" if plan.input_format == "parquet" else "line")
+    if rejects and settings.strict:  # read tasks stopped at theirs: these are texts a worker refused
+        raise RejectedRecordError(min(rejects, key=lambda reject: reject.position))
     staging = output.staging / f"wave-{wave[0].index:06d}"
     if count:
         good = annotated.filter(expr=col(REASON).is_null(), num_cpus=sizing.task_cpus) if rejects else annotated
@@ -160,18 +164,33 @@ def _tally(annotated: Any, unit: Unit) -> Tuple[int, Dict[str, int], List[Reject
     return count, dict(entities), rejects
 
 
-def _connect(address: Optional[str]) -> bool:
-    """Connect to the cluster at ``address``, or start a local one; True when
-    this call did either (and the engine must shut Ray down)."""
+def connect(address: Optional[str]) -> bool:
+    """Connect to the cluster at ``address``, or start a local one that listens
+    on loopback only; True when this call did either (and the engine must shut
+    Ray down). ``import_ray(starts_cluster=True)`` must have run first."""
     import ray
 
     if ray.is_initialized():
         return False
     if address:
         ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        return True
+    context = ray.init(include_dashboard=False, log_to_driver=False)
+    node = str(getattr(context, "address_info", {}).get("node_ip_address", ""))
+    if not _is_loopback(node) and os.environ.get(LOOPBACK_ONLY) != "1":
+        ray.shutdown()
+        raise ValueError(
+            f"the local Ray cluster started on {node}, not on loopback, because Ray was imported before annotate; "
+            f"set {LOOPBACK_ONLY}=0 before importing ray, or pass --address"
+        )
     return True
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def _quiet_ray_data() -> None:

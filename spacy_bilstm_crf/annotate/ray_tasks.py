@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from .annotation import doc_entities, load_pipeline
+from .annotation import doc_entities, load_pipeline, text_too_long
 from .inputs import read_shard
 from .parts import output_schema
 from .records import Fields, Reject, RejectedRecordError, Shard
@@ -126,7 +126,9 @@ def _shard_bytes(input_format: InputFormat, shard: Shard) -> int:
 
 
 class PipelineAnnotator:
-    """Annotates the good rows of a batch; bad rows pass through with null entities."""
+    """Annotates the good rows of a batch; bad rows pass through with null
+    entities, and so do texts over the pipeline's max_length, which become
+    rejects here (under ``--strict`` the engine stops at the first of them)."""
 
     def __init__(
         self, model: str, fields: Fields, batch_size: int, spans_key: Optional[str], code: Optional[str], gpu: bool
@@ -139,12 +141,16 @@ class PipelineAnnotator:
         self.pa = import_pyarrow()
 
     def __call__(self, batch: Any) -> Any:
-        reasons = batch.column(REASON).to_pylist()
         texts = batch.column(TEXT).to_pylist()
+        reasons = [
+            reason if reason is not None else text_too_long(self.nlp, text)
+            for reason, text in zip(batch.column(REASON).to_pylist(), texts)
+        ]
         good = [row for row, reason in enumerate(reasons) if reason is None]
         entities: List[Optional[List[Dict[str, Any]]]] = [None] * len(reasons)
         for row, doc in zip(good, self.nlp.pipe([texts[row] for row in good], batch_size=self.batch_size)):
             entities[row] = doc_entities(doc, self.spans_key)
-        columns = {name: batch.column(name) for name in (self.fields.id, POSITION, FILE, NUMBER, REASON)}
+        columns = {name: batch.column(name) for name in (self.fields.id, POSITION, FILE, NUMBER)}
+        columns[REASON] = self.pa.array(reasons, type=self.pa.string())
         columns[ENTITIES] = self.pa.array(entities, type=self.schema.field(ENTITIES).type)
         return self.pa.table([columns[name] for name in self.schema.names], schema=self.schema)

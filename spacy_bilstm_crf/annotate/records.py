@@ -1,6 +1,8 @@
 """What annotate works on: input records and rejects (and the checks that tell
 them apart), and the shards and plan that cut an input into units of work."""
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Dict, Literal, Optional, Tuple, Union
 
@@ -9,6 +11,10 @@ from .settings import InputFormat
 RecordId = Union[int, str]
 IdType = Literal["int", "str"]
 Unit = Literal["line", "row"]
+
+# Ids are 64-bit integers (Arrow's int64, as in Parquet output and the Ray engine) or strings.
+SMALLEST_ID, LARGEST_ID = -(2**63), 2**63 - 1
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # --- records and rejects -------------------------------------------------------
@@ -95,6 +101,10 @@ def check_id(value: Any, field: str, expected: IdType) -> Optional[str]:
     if found != expected:
         wanted = "an integer" if expected == "int" else "a string"
         return f"id field {field!r} is {_describe(value)}, but the input's ids are {wanted} (its first good record)"
+    if found == "int" and not SMALLEST_ID <= value <= LARGEST_ID:
+        return f"id field {field!r} is {_number(value)}, outside the 64-bit integers"
+    if found == "str":
+        return _check_unicode(value, f"id field {field!r}")
     return None
 
 
@@ -107,7 +117,21 @@ def check_text(value: Any, field: str) -> Optional[str]:
         return f"text field {field!r} is {_describe(value)}, not a string"
     if not value.strip():
         return f"text field {field!r} is empty" if not value else f"text field {field!r} is only whitespace"
-    return None
+    return _check_unicode(value, f"text field {field!r}")
+
+
+def _check_unicode(value: str, what: str) -> Optional[str]:
+    """JSON can hold half of a UTF-16 pair (``"\\ud800"``), which no UTF-8
+    output can: such a string is refused."""
+    found = SURROGATE.search(value)
+    if found is None:
+        return None
+    return f"{what} holds a lone surrogate ({found.group()!r} at character {found.start() + 1}), which is not text"
+
+
+def _number(value: int) -> str:
+    digits = str(value)
+    return digits if len(digits) <= 40 else f"{digits[:20]}... ({len(digits.lstrip('-'))} digits)"
 
 
 def _describe(value: Any) -> str:
@@ -115,7 +139,9 @@ def _describe(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return f"a number ({_number(value)})"
+    if isinstance(value, float):
         return f"a number ({value})"
     if isinstance(value, str):
         return f"a string ({value[:20]!r})"
@@ -168,3 +194,25 @@ class Plan:
     def total(self) -> int:
         """The number of input records, bad ones included."""
         return sum(shard.size for shard in self.shards)
+
+
+# --- strings that reach a terminal ---------------------------------------------------
+
+_ESCAPED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}  # controls, format (bidi overrides), surrogates, line breaks
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control or format character (terminal escapes, bidi
+    overrides, line breaks) written as a Python escape, so that a label, id or
+    file name from a model or an input cannot drive the terminal it is printed on."""
+    if text.isprintable():
+        return text
+    return "".join(_escape(char) if unicodedata.category(char) in _ESCAPED_CATEGORIES else char for char in text)
+
+
+def _escape(char: str) -> str:
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -2,12 +2,20 @@
 ETA on a terminal, a log line every so often otherwise), and the summary printed
 (and saved as _summary.json) at the end of a job."""
 
+import itertools
 import sys
 import time
+from array import array
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, Iterable, Optional, TextIO
+from typing import Any, Callable, Dict, Iterable, List, Optional, TextIO
 
 from .output_folder import Commit
+from .records import RecordId, printable
+
+MAX_CHECKED_IDS = 20_000_000  # 160 MB of hashes, twice that while sorting
+MAX_SUSPECTS = 1_000_000
+EXAMPLES = 5
 
 
 class Progress:
@@ -70,7 +78,8 @@ def _duration(seconds: float) -> str:
 
 @dataclass
 class Summary:
-    """Counts over the whole job (every run of it); speed over this run."""
+    """Counts over the whole job (every run of it), checked against its files;
+    speed over this run."""
 
     output: str
     docs_in: int
@@ -80,6 +89,9 @@ class Summary:
     docs_this_run: int = 0
     wall_s: float = 0.0
     engine: str = "local"
+    duplicate_ids: int = 0
+    duplicate_id_examples: List[RecordId] = field(default_factory=list)
+    ids_not_checked: int = 0
 
     @property
     def docs_per_s(self) -> float:
@@ -89,22 +101,77 @@ class Summary:
         return {**asdict(self), "docs_per_s": round(self.docs_per_s, 2), "wall_s": round(self.wall_s, 3)}
 
     def format(self) -> str:
+        """The summary for a terminal: every label, id and path escaped (``printable``)."""
         entities = ", ".join(f"{label} {count:,}" for label, count in sorted(self.entities.items())) or "none"
         resumed = "" if self.docs_this_run == self.docs_in else f" ({self.docs_this_run:,} docs in this run)"
-        return "\n".join(
-            [
-                f"annotated {self.output}",
-                f"  docs in:   {self.docs_in:,}",
-                f"  annotated: {self.annotated:,}",
-                f"  rejected:  {self.rejected:,}" + (" (see _rejects.jsonl)" if self.rejected else ""),
-                f"  entities:  {sum(self.entities.values()):,} ({entities})",
-                f"  speed:     {self.docs_per_s:,.1f} docs/s, wall time {self.wall_s:.1f} s{resumed}",
-            ]
-        )
+        lines = [
+            f"annotated {self.output}",
+            f"  docs in:   {self.docs_in:,}",
+            f"  annotated: {self.annotated:,}",
+            f"  rejected:  {self.rejected:,}" + (" (see _rejects.jsonl)" if self.rejected else ""),
+            f"  entities:  {sum(self.entities.values()):,} ({entities})",
+            f"  ids:       {self._ids()}",
+            f"  speed:     {self.docs_per_s:,.1f} docs/s, wall time {self.wall_s:.1f} s{resumed}",
+        ]
+        return "\n".join(printable(line) for line in lines)
+
+    def _ids(self) -> str:
+        if self.duplicate_ids:
+            examples = ", ".join(map(repr, self.duplicate_id_examples))
+            found = f"{self.duplicate_ids:,} records repeat an earlier id" + (f" (e.g. {examples})" if examples else "")
+        else:
+            found = "all distinct"
+        if self.ids_not_checked:
+            found += f" (only the first {self.annotated - self.ids_not_checked:,} ids checked)"
+        return found
 
 
-def summarize(output: str, commits: Iterable[Commit], docs_this_run: int, wall_s: float, engine: str) -> Summary:
-    """Add up the commits of a job."""
+class DuplicateIds:
+    """Counts the output records whose id an earlier record has, in bounded
+    memory: the ``hash()`` of the first ``MAX_CHECKED_IDS`` ids (8 bytes each;
+    later ids are not checked, and the summary says so), then, if some hashes
+    repeat, a second pass over the ids that counts exactly among those whose hash
+    repeats (at most ``MAX_SUSPECTS`` of them; beyond, the count is the hashes'
+    and no id is named)."""
+
+    def __init__(self) -> None:
+        self._hashes = array("q")
+        self.limit = MAX_CHECKED_IDS
+        self.not_checked = 0
+        self.count = 0
+        self.examples: List[RecordId] = []
+
+    def add(self, record_id: RecordId) -> None:
+        if len(self._hashes) < self.limit:
+            self._hashes.append(hash(record_id))
+        else:
+            self.not_checked += 1
+
+    def count_exactly(self, ids: Iterable[RecordId]) -> None:
+        """Count, given the same ids again in the same order."""
+        import numpy
+
+        hashes = numpy.sort(numpy.frombuffer(self._hashes, dtype=numpy.int64))
+        repeated = hashes[1:][hashes[1:] == hashes[:-1]]
+        if not len(repeated):
+            return
+        suspects = set(numpy.unique(repeated).tolist())
+        if len(suspects) > MAX_SUSPECTS:
+            self.count = len(repeated)
+            return
+        seen: Counter = Counter()
+        for record_id in itertools.islice(ids, len(self._hashes)):
+            if hash(record_id) in suspects:
+                seen[record_id] += 1
+        self.count = sum(times - 1 for times in seen.values())
+        self.examples = [record_id for record_id, times in seen.items() if times > 1][:EXAMPLES]
+
+
+def summarize(
+    output: str, commits: Iterable[Commit], duplicates: DuplicateIds, docs_this_run: int, wall_s: float, engine: str
+) -> Summary:
+    """Add up the commits of a job (checked against the files by
+    ``OutputFolder.check_files``, which fed ``duplicates``)."""
     annotated = rejected = 0
     entities: Dict[str, int] = {}
     for commit in commits:
@@ -113,5 +180,15 @@ def summarize(output: str, commits: Iterable[Commit], docs_this_run: int, wall_s
         for label, count in commit.entities.items():
             entities[label] = entities.get(label, 0) + count
     return Summary(
-        output, annotated + rejected, annotated, rejected, dict(sorted(entities.items())), docs_this_run, wall_s, engine
+        output,
+        annotated + rejected,
+        annotated,
+        rejected,
+        dict(sorted(entities.items())),
+        docs_this_run,
+        wall_s,
+        engine,
+        duplicates.count,
+        duplicates.examples,
+        duplicates.not_checked,
     )

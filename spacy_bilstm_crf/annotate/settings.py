@@ -2,9 +2,15 @@
 output formats they name (by the path's suffix unless given), and the optional
 packages those need."""
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Literal, Optional, cast
+
+# Read by Ray when it is imported: "0" makes a cluster started in this process
+# use 127.0.0.1 (and listen there) instead of the machine's network address.
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @dataclass
@@ -122,8 +128,14 @@ def import_pyarrow() -> Any:
     return pyarrow
 
 
-def import_ray() -> None:
-    """Ray Data, or an error that says how to install it."""
+def import_ray(starts_cluster: bool) -> None:
+    """Ray Data, or an error that says how to install it. For a cluster that
+    annotate starts itself (no ``--address``), Ray is told first to use loopback
+    addresses only: by default its local cluster listens on every interface.
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1`` in the environment keeps Ray's
+    default."""
+    if starts_cluster and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ONLY, "0")
     try:
         import ray.data  # noqa: F401
     except ImportError as exc:
