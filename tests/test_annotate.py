@@ -3,6 +3,7 @@ equal output from the local engine (1 and 2 processes) and the Ray engine."""
 
 import importlib.util
 import io
+import ipaddress
 import json
 import os
 import re
@@ -23,13 +24,13 @@ from spacy.language import Language
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
-from spacy_bilstm_crf.annotate import AnnotateSettings, annotate
-from spacy_bilstm_crf.annotate import lines as lines_module
-from spacy_bilstm_crf.annotate.lines import line_ranges, read_lines
-from spacy_bilstm_crf.annotate.progress import Progress
-from spacy_bilstm_crf.annotate.ray_resources import size_workers
+from spacy_bilstm_crf.annotate import inputs as inputs_module
+from spacy_bilstm_crf.annotate.inputs import line_ranges, read_lines
+from spacy_bilstm_crf.annotate.ray_engine import size_workers
+from spacy_bilstm_crf.annotate.reporting import Progress
 from spacy_bilstm_crf.cli import main
 
+from .annotate_helpers import manifest_entries, output_records, rejects, run, write_lines
 from .pipelines import cnn_tok2vec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,11 +189,6 @@ def write_jsonl(path: Path, numbers: range, id_field: str = "id", text_field: st
     return path
 
 
-def run(model: Path, source: Path, output: Path, **settings: Any) -> Any:
-    """Annotate in this process; the summary."""
-    return annotate(AnnotateSettings(str(model), source, output, **settings), stream=io.StringIO())
-
-
 def cli_env() -> Dict[str, str]:
     """The environment of annotate subprocesses: one torch thread (on a busy
     machine torch's default, a thread per core, makes small batches many times
@@ -204,30 +200,6 @@ def run_cli(*args: Any, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedPro
     """``spacy-bilstm-crf annotate ARGS`` in a subprocess, bounded in time."""
     command = [sys.executable, "-m", "spacy_bilstm_crf", "annotate", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=cli_env())
-
-
-def output_records(folder: Path) -> List[Dict[str, Any]]:
-    """The records of every part file of an output folder, sorted by id."""
-    records: List[Dict[str, Any]] = []
-    for part in sorted(folder.glob("part-*")):
-        if part.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            records.extend(pq.read_table(part).to_pylist())
-        else:
-            records.extend(json.loads(line) for line in part.read_text(encoding="utf8").splitlines())
-    return sorted(records, key=lambda record: record[next(iter(record))])
-
-
-def rejects(folder: Path) -> List[Dict[str, Any]]:
-    return [json.loads(line) for line in (folder / "_rejects.jsonl").read_text(encoding="utf8").splitlines()]
-
-
-def manifest_entries(folder: Path) -> List[Dict[str, Any]]:
-    path = folder / "_manifest.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines() if line.endswith("}")]
 
 
 def kill_after_commits(command: List[str], output: Path, commits: int, timeout: float = CLI_TIMEOUT) -> None:
@@ -429,6 +401,7 @@ def test_spans_key_adds_confidence(scored_model: Path, tmp_path: Path) -> None:
 # --- resuming -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_gives_every_id_once(slow_model: Path, custom_code: Path, tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", range(400))
     output = tmp_path / "out.jsonl"
@@ -475,6 +448,7 @@ def test_torn_manifest_line_and_uncommitted_parts_are_dropped(model: Path, tmp_p
 # --- equal output everywhere ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_records_and_rejects_local_two_processes_and_ray(model: Path, ray_cluster: str, tmp_path: Path) -> None:
     # 300 docs with the bad lines spread among them.
     source = tmp_path / "in.jsonl"
@@ -503,6 +477,7 @@ def test_same_records_and_rejects_local_two_processes_and_ray(model: Path, ray_c
     assert local.format().splitlines()[1:5] == on_ray.stdout.splitlines()[1:5]  # docs in ... entities
 
 
+@pytest.mark.slow
 def test_ray_strict_stops_naming_file_and_line(model: Path, ray_cluster: str, tmp_path: Path) -> None:
     source = tmp_path / "bad.jsonl"
     source.write_bytes(b"\n".join(line for line, _ in BAD_LINES))
@@ -513,6 +488,7 @@ def test_ray_strict_stops_naming_file_and_line(model: Path, ray_cluster: str, tm
     )
 
 
+@pytest.mark.slow
 def test_ray_resume_after_kill_9_gives_every_id_once(model: Path, ray_cluster: str, tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", range(160))
     output = tmp_path / "out.jsonl"
@@ -527,6 +503,114 @@ def test_ray_resume_after_kill_9_gives_every_id_once(model: Path, ray_cluster: s
     assert records == [expected_record(n) for n in range(160)]
 
 
+HOSTILE_LINES = [
+    (
+        b'{"id": 500, "text": "' + b"x" * 1_000_001 + b'"}',
+        "text is 1,000,001 characters, over the pipeline's max_length of 1,000,000 (nlp.max_length)",
+    ),
+    (
+        b'{"id": 501, "text": "Alice \\ud800"}',
+        "text field 'text' holds a lone surrogate ('\\ud800' at character 7), which is not text",
+    ),
+    (b'{"id": 502, "text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "invalid JSON: nested too deeply"),
+    (b'{"id": 503, "n": ' + b"7" * 5000 + b', "text": "a"}', "invalid JSON: a number of more than 4300 digits"),
+    (
+        b'{"id": 18446744073709551616, "text": "Alice"}',
+        "id field 'id' is 18446744073709551616, outside the 64-bit integers",
+    ),
+]
+
+
+@pytest.mark.slow
+def test_ray_rejects_what_the_local_engine_rejects(model: Path, ray_cluster: str, tmp_path: Path) -> None:
+    lines: List[bytes] = []
+    for number in range(20):
+        lines.append(json.dumps({"id": number, "text": sentence(number)[0]}).encode())
+        if number % 4 == 3:
+            lines.append(HOSTILE_LINES[number // 4][0])
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    local = run(model, source, tmp_path / "local.parquet", shard_size=8)
+    hostile_line_numbers = [5, 10, 15, 20, 25]  # after sentences 3, 7, 11, 15 and 19
+    expected_rejects = [
+        {"file": str(source), "line": number, "reason": reason}
+        for number, (_, reason) in zip(hostile_line_numbers, HOSTILE_LINES)
+    ]
+    assert rejects(tmp_path / "local.parquet") == expected_rejects
+    assert output_records(tmp_path / "local.parquet") == [expected_record(n) for n in range(20)]
+    assert (local.docs_in, local.annotated, local.rejected) == (25, 20, 5)
+    ray_args = ("--engine", "ray", "--address", ray_cluster, "--workers", 1, "--shard-size", 8)
+    on_ray = run_cli(model, source, tmp_path / "ray.parquet", *ray_args)
+    assert on_ray.returncode == 0, on_ray.stderr
+    assert output_records(tmp_path / "ray.parquet") == output_records(tmp_path / "local.parquet")
+    assert rejects(tmp_path / "ray.parquet") == expected_rejects
+    # Under --strict, a text too long for the pipeline (found by a worker, not
+    # by a read task) stops the job too. (With several bad records, the one
+    # reported is the first that a task met, not always the first of the input.)
+    too_long = write_lines(tmp_path / "long.jsonl", lines[:4] + [HOSTILE_LINES[0][0]] + lines[5:9])
+    strict = run_cli(model, too_long, tmp_path / "strict.jsonl", *ray_args, "--strict")
+    assert strict.returncode == 1
+    assert (
+        strict.stderr.splitlines()[-1] == f"spacy-bilstm-crf annotate: error: {too_long}: line 5: {HOSTILE_LINES[0][1]}"
+    )
+
+
+# Starts a cluster the way `annotate --engine ray` without --address does, and
+# prints the addresses that this process and its children (Ray's GCS, raylet,
+# workers) listen on.
+LISTENING = r"""
+import ipaddress, json, os
+from spacy_bilstm_crf.annotate.settings import import_ray
+import_ray(starts_cluster=True)
+import ray
+from spacy_bilstm_crf.annotate.ray_engine import connect
+connect(None)
+children = {}
+for entry in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        parent = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        continue
+    children.setdefault(parent, []).append(int(entry))
+tree, todo = [], [os.getpid()]
+while todo:
+    tree.append(todo.pop())
+    todo += children.get(tree[-1], [])
+sockets = set()
+for pid in tree:
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        continue
+    sockets.update(link[8:-1] for link in links if link.startswith("socket:["))
+addresses = []
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for row in open(table).read().splitlines()[1:]:
+        fields = row.split()
+        if fields[3] == "0A" and fields[9] in sockets:  # listening
+            raw = fields[1].split(":")[0]
+            packed = b"".join(bytes.fromhex(raw[i : i + 8])[::-1] for i in range(0, len(raw), 8))
+            address = ipaddress.ip_address(packed)
+            addresses.append(str(getattr(address, "ipv4_mapped", None) or address))
+print(json.dumps(addresses))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_a_cluster_annotate_starts_listens_on_loopback_only() -> None:
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (the ray extra)")
+    env = {name: value for name, value in cli_env().items() if name != LOOPBACK_ONLY}
+    result = subprocess.run(
+        [sys.executable, "-c", LISTENING], capture_output=True, text=True, timeout=CLI_TIMEOUT, cwd=REPO, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    addresses = json.loads(result.stdout.splitlines()[-1])
+    assert addresses, "Ray listens nowhere?"
+    assert all(ipaddress.ip_address(address).is_loopback for address in addresses), addresses
+
+
 # --- parts ----------------------------------------------------------------------
 
 
@@ -535,7 +619,7 @@ def test_ray_resume_after_kill_9_gives_every_id_once(model: Path, ray_cluster: s
 def test_line_ranges_cover_every_line_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, ending: bytes
 ) -> None:
-    monkeypatch.setattr(lines_module, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(inputs_module, "CHUNK_BYTES", chunk_bytes)
     content = [b"\xef\xbb\xbfone", b"", b"three\r", b"four", b"five"]
     path = tmp_path / "lines.txt"
     path.write_bytes(b"\n".join(content) + ending)

@@ -4,23 +4,69 @@
 
 Shards go through in waves of a few per worker; a wave's files are staged and
 committed to the manifest when the whole wave is written, so a killed job
-redoes at most the waves it had not committed."""
+redoes at most the waves it had not committed.
 
+Worker sizing: Ray Data can deadlock on its own resource budget: with 2 CPUs,
+two annotating actors of 1 CPU each leave nothing for the tasks that read and
+write, and the job hangs. The workers together get at most the CPUs left after a
+reserve for those tasks, and the tasks ask for no more than that reserve
+(``size_workers``). What runs inside Ray's tasks and actors is in ``ray_tasks``.
+"""
+
+import ipaddress
 import logging
+import os
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .output import OutputFolder
-from .progress import Progress
-from .ray_columns import ENTITIES, FILE, NUMBER, POSITION, REASON
-from .ray_resources import WorkerSizing, size_workers
-from .ray_source import ShardDatasource
-from .ray_worker import PipelineAnnotator
-from .records import Location, Reject, RejectedRecordError, Unit
-from .settings import AnnotateSettings
-from .shards import Plan, Shard
+from .output_folder import OutputFolder
+from .records import Location, Plan, Reject, RejectedRecordError, Shard, Unit
+from .reporting import Progress
+from .settings import LOOPBACK_ONLY, AnnotateSettings
 
 SHARDS_PER_WORKER_PER_WAVE = 4
+RESERVED_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class WorkerSizing:
+    """``workers`` actors of ``cpus_per_worker`` CPUs (and ``gpus_per_worker``
+    GPUs); read and write tasks of ``task_cpus`` CPUs."""
+
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    task_cpus: float
+
+
+def size_workers(
+    cluster_cpus: float, cluster_gpus: float, workers: Optional[int] = None, gpu_per_worker: float = 0.0
+) -> WorkerSizing:
+    """Fit the workers into a cluster of ``cluster_cpus`` CPUs and
+    ``cluster_gpus`` GPUs. Without ``workers``: one per GPU share with
+    ``gpu_per_worker``, else one per CPU left after the reserve."""
+    if cluster_cpus <= 0:
+        raise ValueError("the Ray cluster has no CPUs")
+    reserve = max(min(1.0, cluster_cpus / 2), RESERVED_SHARE * cluster_cpus)
+    free = cluster_cpus - reserve
+    if gpu_per_worker > 0:
+        fitting = int(cluster_gpus / gpu_per_worker + 1e-9)
+        if fitting < 1:
+            raise ValueError(f"--gpu-per-worker {gpu_per_worker}: the Ray cluster has {cluster_gpus:g} GPUs")
+        if workers is not None and workers > fitting:
+            raise ValueError(
+                f"--workers {workers} with --gpu-per-worker {gpu_per_worker} needs "
+                f"{workers * gpu_per_worker:g} GPUs; the Ray cluster has {cluster_gpus:g}"
+            )
+        workers = workers or fitting
+    workers = workers or max(1, int(free))
+    cpus = min(1.0, _round_down(free / workers))
+    return WorkerSizing(workers, cpus, gpu_per_worker, _round_down(reserve))
+
+
+def _round_down(value: float) -> float:
+    return int(value * 1000) / 1000
 
 
 def run_ray(
@@ -30,7 +76,7 @@ def run_ray(
     local one started (and stopped) here."""
     import ray
 
-    started = _connect(settings.address)
+    started = connect(settings.address)
     try:
         _quiet_ray_data()
         resources = ray.cluster_resources()
@@ -52,6 +98,8 @@ def _run_wave(
 ) -> None:
     import ray
     from ray.data.expressions import col
+
+    from .ray_tasks import ENTITIES, REASON, PipelineAnnotator, ShardDatasource
 
     fields = plan.fields
     source = ShardDatasource(plan.input_format, wave, fields, settings.strict)
@@ -80,6 +128,8 @@ def _run_wave(
             raise rejected from None
         raise
     count, entities, rejects = _tally(annotated, "row" if plan.input_format == "parquet" else "line")
+    if rejects and settings.strict:  # read tasks stopped at theirs: these are texts a worker refused
+        raise RejectedRecordError(min(rejects, key=lambda reject: reject.position))
     staging = output.staging / f"wave-{wave[0].index:06d}"
     if count:
         good = annotated.filter(expr=col(REASON).is_null(), num_cpus=sizing.task_cpus) if rejects else annotated
@@ -97,6 +147,8 @@ def _tally(annotated: Any, unit: Unit) -> Tuple[int, Dict[str, int], List[Reject
     """Docs annotated, entities per label and the rejects of an annotated wave."""
     import pyarrow.compute as pc
 
+    from .ray_tasks import ENTITIES, FILE, NUMBER, POSITION, REASON
+
     count = 0
     entities: Counter = Counter()
     rejects: List[Reject] = []
@@ -112,18 +164,33 @@ def _tally(annotated: Any, unit: Unit) -> Tuple[int, Dict[str, int], List[Reject
     return count, dict(entities), rejects
 
 
-def _connect(address: Optional[str]) -> bool:
-    """Connect to the cluster at ``address``, or start a local one; True when
-    this call did either (and the engine must shut Ray down)."""
+def connect(address: Optional[str]) -> bool:
+    """Connect to the cluster at ``address``, or start a local one that listens
+    on loopback only; True when this call did either (and the engine must shut
+    Ray down). ``import_ray(starts_cluster=True)`` must have run first."""
     import ray
 
     if ray.is_initialized():
         return False
     if address:
         ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        return True
+    context = ray.init(include_dashboard=False, log_to_driver=False)
+    node = str(getattr(context, "address_info", {}).get("node_ip_address", ""))
+    if not _is_loopback(node) and os.environ.get(LOOPBACK_ONLY) != "1":
+        ray.shutdown()
+        raise ValueError(
+            f"the local Ray cluster started on {node}, not on loopback, because Ray was imported before annotate; "
+            f"set {LOOPBACK_ONLY}=0 before importing ray, or pass --address"
+        )
     return True
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def _quiet_ray_data() -> None:

@@ -1,5 +1,6 @@
 """One run of ``annotate``: plan the input, open the output folder, annotate
-the shards not done yet with the chosen engine, finish the job."""
+the shards not done yet with the chosen engine, check the output folder's files
+against its manifest, finish the job."""
 
 import sys
 import time
@@ -7,15 +8,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, TextIO
 
-from .fields import Fields
-from .formats import OutputFormat, input_format, output_format
-from .output import OutputFolder
-from .parquet import import_pyarrow
-from .plan import make_plan
-from .progress import Progress
-from .settings import AnnotateSettings
-from .shards import Plan
-from .summary import Summary, summarize
+from .annotation import code_fingerprint, model_fingerprint
+from .inputs import make_plan
+from .output_folder import OutputFolder
+from .records import Fields, Plan
+from .reporting import DuplicateIds, Progress, Summary, summarize
+from .settings import AnnotateSettings, OutputFormat, import_pyarrow, import_ray, input_format, output_format
 
 
 def annotate(settings: AnnotateSettings, stream: TextIO = sys.stderr) -> Summary:
@@ -28,11 +26,12 @@ def annotate(settings: AnnotateSettings, stream: TextIO = sys.stderr) -> Summary
     if "parquet" in (source_format, target_format) or settings.engine == "ray":
         import_pyarrow()
     if settings.engine == "ray":
-        _import_ray()
+        import_ray(starts_cluster=not settings.address)
+    _check_apart(settings.input, settings.output)
     settings = replace(settings, model=_resolve_model(settings.model))
     fields = Fields(settings.text_field, settings.id_field)
     plan = make_plan(settings.input, source_format, fields, settings.shard_size)
-    output = OutputFolder(settings.output, target_format, job_description(plan, settings, target_format))
+    output = OutputFolder(settings.output, target_format, job_description(plan, settings, target_format), plan)
     try:
         done = output.manifest.done_shards
         pending = [shard for shard in plan.shards if shard.index not in done]
@@ -40,7 +39,7 @@ def annotate(settings: AnnotateSettings, stream: TextIO = sys.stderr) -> Summary
         progress = Progress(docs_this_run, stream=stream, bar=settings.progress_bar, log_every=settings.log_every)
         try:
             if pending and settings.engine == "local":
-                from .local import run_local
+                from .local_engine import run_local
 
                 run_local(plan, pending, settings, output, progress)
             elif pending:
@@ -49,8 +48,12 @@ def annotate(settings: AnnotateSettings, stream: TextIO = sys.stderr) -> Summary
                 run_ray(plan, pending, settings, output, progress)
         finally:
             progress.close()
+        duplicates = DuplicateIds()
+        output.check_files(duplicates.add)
+        duplicates.count_exactly(output.output_ids())
         wall_s = time.monotonic() - started
-        summary = summarize(str(settings.output), output.manifest.commits, docs_this_run, wall_s, settings.engine)
+        commits = output.manifest.commits
+        summary = summarize(str(settings.output), commits, duplicates, docs_this_run, wall_s, settings.engine)
         if summary.docs_in != plan.total:
             raise RuntimeError(f"{summary.docs_in} records committed, {plan.total} in the input")
         output.finalize(summary.to_json())
@@ -70,8 +73,24 @@ def job_description(plan: Plan, settings: AnnotateSettings, target_format: Outpu
         "shard_size": settings.shard_size,
         "output_format": target_format,
         "model": settings.model,
+        "model_files": model_fingerprint(settings.model),
+        "code": str(settings.code.resolve()) if settings.code else None,
+        "code_sha256": code_fingerprint(settings.code),
         "spans_key": settings.spans_key,
     }
+
+
+def _check_apart(source: Path, target: Path) -> None:
+    """Refuse an output folder inside the input folder (every run would read its
+    own output as input) or an input inside the output folder."""
+    source, target = source.resolve(), target.resolve()
+    if source == target or source in target.parents:
+        raise ValueError(
+            f"{target} is inside the input folder {source}: annotate would read its own output as input; "
+            "choose an output folder outside it"
+        )
+    if target in source.parents:
+        raise ValueError(f"{source} is inside the output folder {target}; choose an output folder elsewhere")
 
 
 def _resolve_model(model: str) -> str:
@@ -79,10 +98,3 @@ def _resolve_model(model: str) -> str:
     package name as it is."""
     path = Path(model)
     return str(path.resolve()) if path.exists() else model
-
-
-def _import_ray() -> None:
-    try:
-        import ray.data  # noqa: F401
-    except ImportError as exc:
-        raise ValueError('--engine ray needs Ray Data: pip install "spacy-bilstm-crf[ray]"') from exc

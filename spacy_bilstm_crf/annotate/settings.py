@@ -1,8 +1,16 @@
-"""What a run of ``annotate`` is asked to do."""
+"""What a run of ``annotate`` is asked to do: its settings, the input and
+output formats they name (by the path's suffix unless given), and the optional
+packages those need."""
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Literal, Optional, cast
+
+# Read by Ray when it is imported: "0" makes a cluster started in this process
+# use 127.0.0.1 (and listen there) instead of the machine's network address.
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @dataclass
@@ -48,3 +56,87 @@ class AnnotateSettings:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
         if self.code is not None and not self.code.is_file():
             raise ValueError(f"--code {self.code}: no such file")
+
+
+# --- formats -----------------------------------------------------------------------
+
+InputFormat = Literal["jsonl", "text", "parquet"]
+OutputFormat = Literal["jsonl", "parquet"]
+
+INPUT_FORMATS = ("jsonl", "text", "parquet")
+OUTPUT_FORMATS = ("jsonl", "parquet")
+INPUT_SUFFIXES: Dict[str, InputFormat] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".txt": "text",
+    ".text": "text",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+OUTPUT_SUFFIXES: Dict[str, OutputFormat] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+}
+PART_SUFFIX: Dict[OutputFormat, str] = {"jsonl": ".jsonl", "parquet": ".parquet"}
+
+
+def input_format(path: Path, requested: str = "auto") -> InputFormat:
+    """The format of INPUT: ``requested``, or its suffix; a folder holds Parquet files."""
+    if requested != "auto":
+        if requested not in INPUT_FORMATS:
+            raise ValueError(f"unknown input format {requested!r}: use one of {', '.join(INPUT_FORMATS)}")
+        return cast(InputFormat, requested)
+    if path.is_dir():
+        return "parquet"
+    found = INPUT_SUFFIXES.get(path.suffix.lower())
+    if found is None:
+        raise ValueError(
+            f"{path}: cannot tell the input format from the suffix {path.suffix!r}; "
+            f"use {', '.join(sorted(INPUT_SUFFIXES))} or --input-format"
+        )
+    return found
+
+
+def output_format(path: Path, requested: str = "auto") -> OutputFormat:
+    """The format of OUTPUT: ``requested``, or the suffix of the output folder's name."""
+    if requested != "auto":
+        if requested not in OUTPUT_FORMATS:
+            raise ValueError(f"unknown output format {requested!r}: use one of {', '.join(OUTPUT_FORMATS)}")
+        return cast(OutputFormat, requested)
+    found = OUTPUT_SUFFIXES.get(path.suffix.lower())
+    if found is None:
+        raise ValueError(
+            f"{path}: cannot tell the output format from the suffix {path.suffix!r}; "
+            "name the output folder *.jsonl or *.parquet, or use --format"
+        )
+    return found
+
+
+# --- optional packages -------------------------------------------------------------
+
+
+def import_pyarrow() -> Any:
+    """pyarrow, or an error that says how to install it."""
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as exc:
+        raise ValueError('Parquet input or output needs pyarrow: pip install "spacy-bilstm-crf[parquet]"') from exc
+    return pyarrow
+
+
+def import_ray(starts_cluster: bool) -> None:
+    """Ray Data, or an error that says how to install it. For a cluster that
+    annotate starts itself (no ``--address``), Ray is told first to use loopback
+    addresses only: by default its local cluster listens on every interface.
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1`` in the environment keeps Ray's
+    default."""
+    if starts_cluster and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ONLY, "0")
+    try:
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise ValueError('--engine ray needs Ray Data: pip install "spacy-bilstm-crf[ray]"') from exc

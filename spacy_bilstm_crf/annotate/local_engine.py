@@ -4,15 +4,13 @@ shards, one commit per shard."""
 from collections import Counter
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .entities import doc_entities, output_record
-from .output import OutputFolder
+from .annotation import doc_entities, load_pipeline, output_record, text_too_long
+from .inputs import read_shard
+from .output_folder import OutputFolder
 from .parts import PartWriter
-from .pipeline import load_pipeline
-from .progress import Progress
-from .readers import read_shard
-from .records import RecordId, Reject, RejectedRecordError
+from .records import Plan, Record, RecordId, Reject, RejectedRecordError, Shard
+from .reporting import Progress
 from .settings import AnnotateSettings
-from .shards import Plan, Shard
 
 
 class _OpenShard:
@@ -36,6 +34,10 @@ def run_local(
         for shard in pending:
             shard_rejects = rejects.setdefault(shard.index, [])
             for item in read_shard(plan.input_format, shard, plan.fields):
+                if isinstance(item, Record):
+                    too_long = text_too_long(nlp, item.text)
+                    if too_long:
+                        item = Reject(item.position, item.location, too_long)
                 if isinstance(item, Reject):
                     if settings.strict:
                         raise RejectedRecordError(item)
