@@ -588,6 +588,7 @@ def test_bench_keeps_to_its_rules():
 # ---------------------------------------------------------------- the quick run
 
 
+@pytest.mark.slow
 def test_quick_benchmark_runs_end_to_end(tmp_path):
     """``python -m bench run --quick``: every stage runs on tiny data, the cells
     are written, the aggregate holds the comparisons and issue 12's CPU

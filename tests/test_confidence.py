@@ -549,6 +549,7 @@ def test_explain_command_writes_json_and_html(tmp_path, capsys):
         assert f"{e['label']} {e['probability']:.2f}" in html
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
 def test_explain_html_renders_in_headless_chromium(tmp_path):
     nlp = train(make_nlp("zh", spans_key="sc"), steps=30, lang="zh")

@@ -170,6 +170,7 @@ if __name__ == "__main__":
 PIPE_TEXTS = [text for text, _ in EN_TRAIN] * 2 + ["", "Paris", "\n", "Alice and Bob went to New York and Paris"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_2_pipe_with_two_processes_equals_one_process(saved, trained, method, tmp_path):
     """A hang fails at the timeout instead of blocking the suite."""

@@ -267,6 +267,7 @@ def report(capsys, what: str, before: Tuple[float, float], after: Tuple[float, f
         )
 
 
+@pytest.mark.slow
 def test_100k_character_chinese_document(capsys):
     nlp = build("bilstm", "BILUO", trained=True, lang="zh")
     rng = numpy.random.default_rng(0)

@@ -102,12 +102,14 @@ def test_inline_transformer_tok2vec(tiny_bert, tmp_path):
     assert [entities(doc) for doc in loaded.pipe(texts)] == expected
 
 
+@pytest.mark.slow
 def test_configs_are_generated_from_the_template():
     result = subprocess.run([sys.executable, str(REPO / "configs" / "generate.py"), "--check"], capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
     assert len(CONFIGS) == 12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=[f"{p.parent.name}/{p.stem}" for p in CONFIGS])
 def test_spacy_train_cli_runs_every_config(config, tiny_bert, en_corpus, zh_corpus, tmp_path):
     corpus = zh_corpus if config.parent.name == "zh" else en_corpus
