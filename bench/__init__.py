@@ -1,1 +1,1 @@
-"""Benchmarks for spacy_bilstm_crf (issue 4): ``python bench/run.py [--quick]``."""
+"""Benchmarks for spacy_bilstm_crf: ``python -m bench {run,plan,report,breakdown}`` (see bench/README.md)."""

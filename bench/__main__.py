@@ -19,7 +19,7 @@ from .common import CELLS, REPO, RESULTS
 
 
 def parse(argv: List[str]) -> argparse.Namespace:
-    from .run import add_run_arguments
+    from .runner import add_run_arguments
 
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -44,7 +44,7 @@ def parse(argv: List[str]) -> argparse.Namespace:
 def main(argv: List[str]) -> int:
     args = parse(argv)
     if args.command == "run":
-        from .run import run
+        from .runner import run
 
         return run(args)
     if args.command == "breakdown":
@@ -52,7 +52,7 @@ def main(argv: List[str]) -> int:
 
         return breakdown(args)
     if args.command == "plan":
-        from .run import plan
+        from .runner import plan
 
         return plan(args)
     from .cells import CellError, MixedHashError

@@ -1,11 +1,11 @@
 """How well calibrated is crf_ner's entity confidence, and what does it cost? (issue 10)
 
-Standalone: it needs a trained pipeline and .spacy files (from
-``spacy-bilstm-crf convert``), nothing else from bench/.
+It needs a trained pipeline and .spacy files (from ``spacy-bilstm-crf
+convert``); of bench/ only provenance.py (the machine and the commit).
 
-    python bench/calibration.py measure MODEL --name NAME --dev DEV.spacy --test TEST.spacy \\
+    python -m bench.calibration measure MODEL --name NAME --dev DEV.spacy --test TEST.spacy \\
         [--speed-docs 1000 --repeats 3] [--note "how MODEL was trained"]
-    python bench/calibration.py plot bench/results/calibration-*.json --out docs/img/calibration.png
+    python -m bench.calibration plot bench/results/calibration-*.json --out docs/img/calibration.png
 
 ``measure`` scores each predicted entity of the dev and test sets with its
 probability under the CRF (the component's ``entity_probs``, as ``doc.spans[spans_key]``
@@ -22,10 +22,7 @@ Then the cost of confidence: ``nlp.pipe`` words/s over test texts with
 import argparse
 import json
 import math
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -34,7 +31,9 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy
 
-REPO = Path(__file__).resolve().parents[1]
+from .common import REPO
+from .provenance import git_commit, loadavg, machine_info
+
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 N_BINS = 10
 BATCH = 64
@@ -213,7 +212,7 @@ def speed(nlp: Any, name: str, texts: Sequence[str], repeats: int) -> Dict[str, 
     n_words = sum(len(doc) for doc in nlp.tokenizer.pipe(texts))
     timings: Dict[str, List[float]] = {"off": [], "on": []}
     confidence_s: List[float] = []
-    load_before = os.getloadavg()
+    load_before = loadavg()
     list(nlp.pipe(texts[:BATCH], batch_size=BATCH))  # warm up
     data = emissions_and_entities(nlp, name, [nlp.make_doc(text) for text in texts])
     for round_ in range(repeats):
@@ -238,25 +237,14 @@ def speed(nlp: Any, name: str, texts: Sequence[str], repeats: int) -> Dict[str, 
         "confidence_alone_s": confidence_s,
         "pipeline_s": pipeline_s,
         "confidence_share_of_pipeline": statistics.median(confidence_s) / pipeline_s,
-        "load_average_before": list(load_before),
-        "load_average_after": list(os.getloadavg()),
+        "load_average_before": load_before,
+        "load_average_after": loadavg(),
     }
 
 
 def machine() -> Dict[str, Any]:
-    import spacy
-    import torch
-
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "spacy": spacy.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "commit": commit,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    """Where the figures come from: the machine, the library versions, the commit, the date."""
+    return {**machine_info(), **git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def measure(args: argparse.Namespace) -> int:
@@ -384,7 +372,9 @@ def plot(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.calibration", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("measure", help="calibration and speed of one pipeline")
     m.add_argument("model", type=Path)

@@ -1,4 +1,4 @@
-"""Small helpers shared by the benchmark: paths, JSON, timing, memory, logging."""
+"""Small helpers shared by the benchmark: paths, JSON, timing, memory, logging, number formatting."""
 
 import json
 import os
@@ -86,3 +86,13 @@ def _json_default(value: Any) -> Any:
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def pct(value: Optional[float], digits: int = 2) -> str:
+    """A fraction as a percentage with ``digits`` decimals; "–" for a missing value."""
+    return "–" if not isinstance(value, (int, float)) else f"{100 * value:.{digits}f}"
+
+
+def num(value: Optional[float], spec: str = ",.0f") -> str:
+    """A number formatted with ``spec``; "–" for a missing value."""
+    return "–" if not isinstance(value, (int, float)) else format(value, spec)

@@ -8,7 +8,7 @@ from spacy.scorer import get_ner_prf
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from .data import doc_spans
+from .docbins import doc_spans
 from .tags import bio_tags
 
 # spaCy and seqeval must agree to this precision (they count the same spans).

@@ -7,13 +7,15 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 from .common import REPO
 
 # What ``package_hash`` covers: the code and configs that the systems run.
 PACKAGE_GLOBS = ("spacy_bilstm_crf/**/*.py", "configs/**/*")
 PACKAGE_FILES = ("pyproject.toml",)
+# The same as paths for ``git status``.
+PACKAGE_PATHS = ("spacy_bilstm_crf", "configs", "pyproject.toml")
 BENCH_GLOBS = ("bench/*.py",)
 
 
@@ -42,18 +44,27 @@ def bench_hash(root: Path = REPO) -> str:
     return tree_hash(root, BENCH_GLOBS)
 
 
+def head_commit(root: Path = REPO) -> Optional[str]:
+    """HEAD's hash, None outside a git checkout."""
+    return _git(root, "rev-parse", "HEAD") or None
+
+
+def has_changes(paths: Iterable[str], root: Path = REPO) -> bool:
+    """Whether git sees uncommitted changes (or untracked files) under ``paths``."""
+    return bool(_git(root, "status", "--porcelain", "--", *paths))
+
+
 def git_commit(root: Path = REPO) -> Dict[str, Any]:
     """HEAD's hash and whether the package sources differ from it."""
+    return {"commit": head_commit(root), "package_dirty": has_changes(PACKAGE_PATHS, root)}
 
-    def git(*args: str) -> str:
-        try:
-            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
-            return out.stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
 
-    dirty = git("status", "--porcelain", "--", "spacy_bilstm_crf", "configs", "pyproject.toml")
-    return {"commit": git("rev-parse", "HEAD") or None, "package_dirty": bool(dirty)}
+def _git(root: Path, *args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
 
 
 def cpu_model() -> str:
@@ -75,31 +86,50 @@ def device_name(device: str) -> str:
     return cpu_model()
 
 
+def host_info() -> Dict[str, Any]:
+    """The machine without importing anything: CPU model, cores, platform, Python."""
+    return {
+        "cpu_model": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "hostname_hash": hashlib.sha256(platform.node().encode("utf8")).hexdigest()[:8],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def library_versions(names: Iterable[str]) -> Dict[str, Optional[str]]:
+    """The installed version of each distribution, None for one that is not installed."""
+    found: Dict[str, Optional[str]] = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def machine_info() -> Dict[str, Any]:
-    """Cores, threads, CPU model, GPU, memory and library versions."""
+    """``host_info``, torch's threads, the GPU and library versions (imports torch and spaCy)."""
     import numpy
     import spacy
     import thinc
     import torch
 
-    info: Dict[str, Any] = {
-        "cpu_model": cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+    return {
+        **host_info(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "hostname_hash": hashlib.sha256(platform.node().encode("utf8")).hexdigest()[:8],
-        "python": platform.python_version(),
-        "versions": {"torch": torch.__version__, "spacy": spacy.__version__, "thinc": thinc.__version__},
+        "versions": {
+            "torch": torch.__version__,
+            "spacy": spacy.__version__,
+            "thinc": thinc.__version__,
+            "numpy": numpy.__version__,
+            **library_versions(("spacy-transformers", "transformers", "seqeval")),
+        },
     }
-    info["versions"]["numpy"] = numpy.__version__
-    for name in ("spacy-transformers", "transformers", "seqeval"):
-        try:
-            info["versions"][name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            info["versions"][name] = None
-    return info
 
 
 def loadavg() -> List[float]:
+    """The 1, 5 and 15 minute load averages, rounded to 2 decimals."""
     return [round(x, 2) for x in os.getloadavg()]

@@ -1,31 +1,22 @@
 """``python -m bench report``: the cells -> the aggregate JSON, docs/benchmarks.md
-and its figures. The output depends on the cells alone (no clock), so the
+and its figures (drawn by figures.py). The output depends on the cells alone (no clock), so the
 same cells give the same bytes."""
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from .aggregate import aggregate
+from .budgets import UNITS, corpus_spec
 from .cells import load_cells
-from .common import write_json
-from .corpora import corpus_spec
+from .common import num, pct, write_json
+from .figures import write_figures
 from .rules import GRAD_CLIP_RULE, MAX_WARMUP_SHARE
 from .systems import SYSTEMS
 
 CORPUS_NAMES = {"conll2003": "CoNLL-2003 English (MiniLM-L6-H384)", "msra": "MSRA Chinese (CNN tok2vec)"}
-UNITS = {"conll2003": "words", "msra": "characters"}
-PLOT_SETTINGS = {"dpi": 100, "metadata": {"Software": None}}
 
 Agg = Dict[str, Any]
-
-
-def pct(value: Optional[float], digits: int = 2) -> str:
-    return "–" if not isinstance(value, (int, float)) else f"{100 * value:.{digits}f}"
-
-
-def num(value: Optional[float], spec: str = ",.0f") -> str:
-    return "–" if not isinstance(value, (int, float)) else format(value, spec)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -489,130 +480,10 @@ def provenance_section(agg: Agg) -> str:
     return table(["", ""], rows)
 
 
-# ---------------------------------------------------------------- figures
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_curves(agg: Agg, path: Path) -> Optional[Path]:
-    corpora = [c for c, systems in agg["systems"].items() if systems]
-    if not corpora:
-        return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(corpora), figsize=(6 * len(corpora), 4), squeeze=False)
-    for ax, corpus in zip(axes[0], corpora):
-        for name, s in agg["systems"][corpus].items():
-            curves = s["curves"]
-            depth = max(len(c) for c in curves)
-            xs, mean, low, high = [], [], [], []
-            for k in range(depth):
-                points = [c[k] for c in curves if len(c) > k]
-                xs.append(sum(p[0] for p in points) / len(points))
-                f1s = [100 * p[2] for p in points]
-                mean.append(sum(f1s) / len(f1s))
-                low.append(min(f1s))
-                high.append(max(f1s))
-            (line,) = ax.plot(xs, mean, marker=".", label=name)
-            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_title(f"{corpus}: dev F1, mean and seed range")
-        ax.set_xlabel(f"training {UNITS.get(corpus, 'words')} seen")
-        ax.set_ylabel("dev F1 (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, **PLOT_SETTINGS)
-    plt.close(fig)
-    return path
-
-
-def time_bars(systems: Dict[str, Any]) -> List[Tuple[str, float, float, float, str]]:
-    """Per system: (name, mean s to the common mark, below, above, note), every system listed.
-
-    A system whose runs never reached the mark gets a zero bar and the note "not reached (0/n runs)"; one that reached
-    it in some runs only, its mean over those and "k/n runs", so that no system silently drops out of the figure.
-    """
-    bars = []
-    for name, s in systems.items():
-        entry = s.get("to_common") or {}
-        stats = entry.get("train_seconds") or {}
-        reached, runs = entry.get("reached", 0), entry.get("runs", 0)
-        if stats.get("mean") is None:
-            bars.append((name, 0.0, 0.0, 0.0, f"not reached (0/{runs} runs)"))
-            continue
-        note = "" if reached == runs else f"{reached}/{runs} runs"
-        bars.append((name, stats["mean"], stats["mean"] - stats["min"], stats["max"] - stats["mean"], note))
-    return bars
-
-
-def plot_time_to_f1(agg: Agg, path: Path) -> Optional[Path]:
-    corpora = [c for c in agg["systems"] if c in agg["common_threshold"]]
-    if not corpora:
-        return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(corpora), figsize=(6 * len(corpora), 3.5), squeeze=False)
-    for ax, corpus in zip(axes[0], corpora):
-        bars = time_bars(agg["systems"][corpus])
-        names = [b[0] for b in bars]
-        ax.barh(names, [b[1] for b in bars], xerr=[[b[2] for b in bars], [b[3] for b in bars]], color="#3a7")
-        for row, (_, mean, _, above, note) in enumerate(bars):
-            if note:
-                ax.annotate(
-                    note, (mean + above, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
-                )
-        ax.set_title(f"{corpus}: seconds to dev F1 {pct(agg['common_threshold'][corpus], 1)} (seed range)")
-        ax.set_xlabel("training seconds")
-        ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, **PLOT_SETTINGS)
-    plt.close(fig)
-    return path
-
-
-def plot_crf(agg: Agg, path: Path) -> Optional[Path]:
-    crf = agg["micro"].get("crf", {}).get("cpu")
-    if not crf:
-        return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, op in zip(axes, ("nll_backward", "viterbi")):
-        for tags in sorted({r["tags"] for r in crf["rows"]}):
-            rows = sorted((r for r in crf["rows"] if r["op"] == op and r["tags"] == tags), key=lambda r: r["length"])
-            ax.plot(
-                [r["length"] for r in rows],
-                [1000 * r["seconds"]["min"] for r in rows],
-                marker="o",
-                label=f"{tags} tags",
-            )
-        ax.set_title(f"CRF layer alone: {op} (fastest run)")
-        ax.set_xlabel("tokens")
-        ax.set_ylabel("ms")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, **PLOT_SETTINGS)
-    plt.close(fig)
-    return path
-
-
-# ---------------------------------------------------------------- page
-
-
 def render(agg: Agg, md_path: Path, img_dir: Path) -> List[Path]:
     """Write the page and its figures; return the paths written."""
-    img_dir.mkdir(parents=True, exist_ok=True)
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    figures = {
-        "curves": plot_curves(agg, img_dir / "learning_curves.png"),
-        "time": plot_time_to_f1(agg, img_dir / "time_to_f1.png"),
-        "crf": plot_crf(agg, img_dir / "crf_time_vs_length.png"),
-    }
+    figures = write_figures(agg, img_dir)
 
     def fig(key: str, alt: str) -> str:
         path = figures.get(key)

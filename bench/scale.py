@@ -3,9 +3,9 @@ the MSRA CPU pipeline over N documents with the local engine in 1 and 2
 processes and the Ray engine with 1 and 2 workers, the scaling efficiency of
 each engine and Ray's overhead against the local engine.
 
-    python bench/scale.py                      # 50,000 docs; trains a small MSRA pipeline if no --model
-    python bench/scale.py --docs 2000 --label "validation run"
-    python bench/scale.py --model training/model-best --docs 50000
+    python -m bench.scale                      # 50,000 docs; trains a small MSRA pipeline if no --model
+    python -m bench.scale --docs 2000 --label "validation run"
+    python -m bench.scale --model training/model-best --docs 50000
 
 Each configuration runs the annotate command in a fresh process over the same
 JSONL file (MSRA sentences, one per document, repeated if N is larger than
@@ -13,14 +13,14 @@ the corpus); the Ray runs join a local cluster that this script starts once
 with all the machine's CPUs. Every run must produce the same records. The
 JSON goes to bench/results/scale-<date>-<commit>.json.
 
-Standalone: needs the package with the ``ray`` extra, and the MSRA corpus in
-../shared/data/msra (or --corpus) when it trains its own pipeline.
+It needs the package with the ``ray`` extra, and the MSRA corpus in
+../shared/data/msra (or --corpus) when it trains its own pipeline; of bench/
+only provenance.py (the machine and the commit).
 """
 
 import argparse
 import json
 import os
-import platform
 import secrets
 import shutil
 import subprocess
@@ -32,7 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-REPO = Path(__file__).resolve().parents[1]
+from .common import DEFAULT_DATA, REPO
+from .provenance import PACKAGE_PATHS, has_changes, head_commit, host_info, library_versions, loadavg
+
 CONFIG = REPO / "configs" / "zh" / "cnn_bilstm_crf.cfg"
 CONFIGURATIONS = {
     "local-1": ["--n-process", "1"],
@@ -43,10 +45,10 @@ CONFIGURATIONS = {
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="pipeline folder (default: train one)")
     parser.add_argument("--docs", type=int, default=50_000, help="documents to annotate (default 50,000)")
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "msra")
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_DATA / "msra")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "spacy-bilstm-crf-scale")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--train-steps", type=int, default=300, help="steps when training the pipeline here")
@@ -165,7 +167,7 @@ def annotate_run(
     if ray_address and name.startswith("ray"):
         command += ["--address", ray_address]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.torch_threads)}
-    load_before = os.getloadavg()
+    load_before = loadavg()
     started = time.monotonic()
     run(command, env=env, timeout=args.timeout)
     process_s = time.monotonic() - started
@@ -182,8 +184,8 @@ def annotate_run(
         "docs_per_s": round(summary["docs_in"] / summary["wall_s"], 2),
         "characters_per_s": round(characters / summary["wall_s"], 1),
         "entities_per_s": round(entities / summary["wall_s"], 2),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
     }
     print(
         f"{name:8} {figures['docs_per_s']:9,.1f} docs/s {figures['entities_per_s']:9,.1f} entities/s "
@@ -220,30 +222,6 @@ def derived(runs: Dict[str, Dict[str, Any]]) -> Dict[str, Optional[float]]:
     }
 
 
-def versions() -> Dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for package in ("spacy-bilstm-crf", "spacy", "torch", "ray", "pyarrow"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "not installed"
-    return found
-
-
-def git_commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return result.stdout.strip() or "unknown"
-
-
-def git_dirty() -> bool:
-    """Uncommitted changes to the package or this script."""
-    paths = ["spacy_bilstm_crf", "bench/scale.py", "pyproject.toml"]
-    result = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=REPO, capture_output=True, text=True)
-    return bool(result.stdout.strip())
-
-
 def model_description(model: Path, trained_here: bool, steps: int) -> Dict[str, Any]:
     meta = json.loads((model / "meta.json").read_text(encoding="utf8"))
     return {
@@ -263,7 +241,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SystemExit(f"unknown configurations: {', '.join(unknown)}")
     args.work.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
-    load_at_start = os.getloadavg()
+    load_at_start = loadavg()
     trained_here = args.model is None
     model = args.model.resolve() if args.model else train_model(args.work, args.corpus, args.train_steps)
     docs = args.work / f"docs-{args.docs}.jsonl"
@@ -275,21 +253,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     same = all(records(args.work / "outputs" / f"{name}.jsonl") == reference for name in names[1:])
     if not same:
         raise SystemExit("the configurations produced different records")
-    commit = git_commit()
+    commit = head_commit() or "unknown"
     result = {
-        "schema": "scale/1",
+        "schema": "scale/2",
         "label": args.label or ("full run" if args.docs >= 50_000 else f"validation run (N={args.docs:,})"),
         "date": started.isoformat(timespec="seconds"),
         "commit": commit,
-        "uncommitted_changes": git_dirty(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "loadavg_at_start": [round(x, 2) for x in load_at_start],
-            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
-        },
-        "versions": versions(),
+        "uncommitted_changes": has_changes((*PACKAGE_PATHS, "bench/scale.py")),
+        "machine": {**host_info(), "loadavg_at_start": load_at_start, "loadavg_at_end": loadavg()},
+        "versions": library_versions(("spacy-bilstm-crf", "spacy", "torch", "ray", "pyarrow")),
         "model": model_description(model, trained_here, args.train_steps),
         "corpus": corpus,
         "settings": {

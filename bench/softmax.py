@@ -19,7 +19,7 @@ from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
 from .common import read_json, write_json
-from .data import bare_doc, doc_spans, load_docs
+from .docbins import bare_doc, doc_spans, load_docs
 from .evaluate import score_docs
 from .recorder import TrainingRecorder
 from .specs import Budget

@@ -25,7 +25,7 @@ from spacy.training import Example
 from spacy.vocab import Vocab
 
 from .common import clock, log, spread
-from .data import bare_doc, load_docs, read_meta
+from .docbins import bare_doc, load_docs, read_meta
 from .rules import ceiling_of, infer_batch_size, warmup_steps
 from .specs import CellSpec, CorpusSpec
 from .systems import batch_plan, config_warmup, steps_for, system

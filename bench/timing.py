@@ -23,7 +23,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from thinc.api import Model
 
-from .data import bare_doc
+from .docbins import bare_doc
 
 
 class Timer:

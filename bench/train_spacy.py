@@ -25,7 +25,7 @@ from thinc.api import Model, Optimizer
 
 from spacy_bilstm_crf.optim import finish_update_scaled
 
-from .data import bare_doc, load_docs, read_meta
+from .docbins import bare_doc, load_docs, read_meta
 from .evaluate import score_docs
 from .recorder import TrainingRecorder
 from .rules import warmup_steps

@@ -11,9 +11,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .budgets import corpus_spec
 from .common import peak_rss_mb, read_json, write_json
-from .corpora import corpus_spec
-from .data import read_meta
+from .docbins import read_meta
 from .provenance import bench_hash, device_name, git_commit, loadavg, machine_info, package_hash
 from .rules import infer_batch_size
 from .specs import GRID, MAIN, MICRO, SPEED, CellSpec, setting_scale
@@ -86,7 +86,7 @@ def _speed(spec: CellSpec) -> Dict[str, Any]:
 def _micro(spec: CellSpec) -> Dict[str, Any]:
     from spacy.vocab import Vocab
 
-    from .data import load_docs
+    from .docbins import load_docs
     from .micro import crf_scaling, encoder_speed
     from .systems import SYSTEMS, encoder_block, encoder_input_width
 

@@ -13,8 +13,8 @@ from typing import Any, Dict, List, Optional
 import numpy
 import pytest
 
+from bench.cell_plan import MissingGridError, chosen_scales, grid_keys
 from bench.cells import CellError, CellStore, MixedHashError, load_cells, run_cells
-from bench.plan import MissingGridError, chosen_scales, grid_keys
 from bench.provenance import package_hash
 from bench.recorder import TrainingRecorder
 from bench.rules import warmup_steps
@@ -283,7 +283,7 @@ def test_softmax_follows_the_configs_schedule_with_its_head_scaled():
 @pytest.fixture(scope="module")
 def msra_tiny(tmp_path_factory):
     """A tiny MSRA-shaped corpus folder from bench/tiny.py."""
-    from bench.data import prepare_corpus
+    from bench.docbins import prepare_corpus
 
     folder = tmp_path_factory.mktemp("msra")
     prepare_corpus("msra", folder / "no-data", folder / "corpus", Limits(dev_fraction=0.1), allow_tiny=True)
@@ -299,7 +299,7 @@ def _ner_delta(corpus_dir: Path, scale: float):
     model after one training step with the head at ``scale``."""
     from spacy.training import Example
 
-    from bench.data import bare_doc, load_docs
+    from bench.docbins import bare_doc, load_docs
     from bench.train_spacy import init_pipeline, ner_tok2vec, train_step
 
     nlp, optimizer, _ = init_pipeline("msra", "spacy_ner", corpus_dir, None, 10, 0, scale)
@@ -339,7 +339,7 @@ def test_each_seed_initializes_its_own_weights(msra_tiny):
 def test_training_timers_time_the_crf_and_put_the_layers_back(msra_tiny):
     from spacy.training import Example
 
-    from bench.data import bare_doc, load_docs
+    from bench.docbins import bare_doc, load_docs
     from bench.timing import infer_breakdown, training_timers
     from bench.train_spacy import init_pipeline, train_step
 
@@ -462,7 +462,7 @@ def test_time_to_f1_shows_the_seeds_range_only_for_several_runs():
 
 
 def test_time_to_f1_figure_lists_every_system_and_says_which_missed_the_mark():
-    from bench.report import time_bars
+    from bench.figures import time_bars
 
     def to_common(reached: int, runs: int, seconds: List[float]) -> Dict[str, Any]:
         stats = {"mean": sum(seconds) / len(seconds), "min": min(seconds), "max": max(seconds)} if seconds else {}

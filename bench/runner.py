@@ -10,11 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .budgets import corpus_spec
+from .cell_plan import MissingGridError, chosen_scales, planned_keys
 from .cells import CellError, CellStore, run_cells, select, spec_json
 from .common import CELLS, DEFAULT_DATA, REPO, log, read_json, write_json
-from .corpora import corpus_spec
-from .data import prepare_corpus, read_meta
-from .plan import MissingGridError, chosen_scales, planned_keys
+from .docbins import prepare_corpus, read_meta
 from .provenance import package_hash
 from .specs import GRID, MAIN, MICRO, SPEED, STAGES, CellKey, CellSpec, CorpusSpec
 from .systems import SYSTEMS, trained_systems
@@ -124,7 +124,7 @@ def tiny_bert(path: Path, corpus_dir: Path) -> str:
 
     from spacy_bilstm_crf.testing import build_tiny_bert
 
-    from .data import load_docs
+    from .docbins import load_docs
 
     vocab = spacy.blank("en").vocab
     words = {

@@ -86,3 +86,7 @@ def corpus_spec(name: str, quick: bool) -> CorpusSpec:
     if name not in table:
         raise ValueError(f"unknown corpus {name!r}: choose from {sorted(table)}")
     return table[name]
+
+
+# What a token of each corpus is, for axis labels and units on the page.
+UNITS: Dict[str, str] = {name: spec.unit for name, spec in FULL.items()}
