@@ -260,6 +260,7 @@ def with_pickled_weights(dest: Path, marker: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_pickled_weights_are_refused_even_with_the_old_torch_default(tmp_path):
     marker = tmp_path / "ran.txt"
     path = with_pickled_weights(tmp_path / "crafted", marker)
