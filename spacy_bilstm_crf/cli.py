@@ -2,10 +2,13 @@
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 PROG = "spacy-bilstm-crf"
+# explain draws each of its k paths in its tables: more would be unreadable.
+MAX_EXPLAIN_K = 50
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -21,6 +24,18 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
+
+
+def _bounded(limit: int) -> Callable[[str], int]:
+    """An argument type: an integer from 1 to ``limit``."""
+
+    def parse(text: str) -> int:
+        value = _positive(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit}, got {text}")
+        return value
+
+    return parse
 
 
 def _nonnegative_float(text: str) -> float:
@@ -192,7 +207,9 @@ def _add_convert(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
         action="store_true",
         help="repair malformed lines and ill-formed tag sequences (counted in the summary) instead of stopping",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="list every repair")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="list every repair, and show the traceback of an error"
+    )
     return _run_convert
 
 
@@ -264,12 +281,13 @@ def _add_predict(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    import spacy
+    from .loading import load_pipeline
+    from .safe_text import printable
 
-    nlp = spacy.load(args.model)
+    nlp = load_pipeline(args.model)
     for doc in nlp.pipe(args.texts):
         found = ", ".join(f"{ent.text} [{ent.label_}]" for ent in doc.ents) or "(no entities)"
-        print(f"{doc.text}\n  -> {found}")
+        print(f"{printable(doc.text)}\n  -> {printable(found)}")
     return 0
 
 
@@ -287,14 +305,16 @@ def _add_render(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]
 def _run_render(args: argparse.Namespace) -> int:
     from itertools import islice
 
-    import spacy
     from spacy import displacy
     from spacy.tokens import DocBin
 
-    nlp = spacy.load(args.model)
+    from .explain.html import displacy_entities
+    from .loading import load_pipeline
+
+    nlp = load_pipeline(args.model)
     gold = islice(DocBin().from_disk(args.data).get_docs(nlp.vocab), args.limit)
     docs = list(nlp.pipe(doc.text for doc in gold))
-    html = displacy.render(docs, style="ent", page=True, jupyter=False)
+    html = displacy_entities([displacy.parse_ents(doc) for doc in docs], page=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(html, encoding="utf8")
     print(f"wrote {args.output} ({len(docs)} docs)")
@@ -316,7 +336,13 @@ def _add_explain(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
     parser.add_argument("text", metavar="TEXT")
     parser.add_argument("--html", type=Path, default=None, metavar="FILE", help="also write an HTML page")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the trace as JSON")
-    parser.add_argument("--k", type=_positive, default=3, metavar="K", help="number of best paths (default 3)")
+    parser.add_argument(
+        "--k",
+        type=_bounded(MAX_EXPLAIN_K),
+        default=3,
+        metavar="K",
+        help=f"number of best paths (1 to {MAX_EXPLAIN_K}, default 3)",
+    )
     parser.add_argument("--component", default=None, metavar="NAME", help="the crf_ner component (default: the first)")
     parser.add_argument("--width", type=_positive, default=100, metavar="N", help="terminal width (default 100)")
     return _run_explain
@@ -325,11 +351,14 @@ def _add_explain(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
 def _run_explain(args: argparse.Namespace) -> int:
     import json
 
-    import spacy
-
     from .explain import explain, render_html, render_text
+    from .loading import load_pipeline
 
-    nlp = spacy.load(args.model)
+    nlp = load_pipeline(args.model)
+    if args.component is not None and args.component not in nlp.pipe_names:
+        raise ValueError(
+            f"{args.model} has no component {args.component!r}; its components: {', '.join(nlp.pipe_names)}."
+        )
     trace = explain(nlp, args.text, k=args.k, component=args.component)
     print(render_text(trace, width=args.width), end="")
     for path, content in (
@@ -355,6 +384,9 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, Command]]:
         "render": _add_render(subparsers),
         "explain": _add_explain(subparsers),
     }
+    for name, subparser in subparsers.choices.items():
+        if name != "convert":  # convert's --verbose also lists every repair
+            subparser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     return parser, commands
 
 
@@ -370,7 +402,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return commands[args.command](args)
-    except (ValueError, OSError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from .safe_text import printable
+
+        if args.verbose:
+            traceback.print_exc()
+        message = " ".join(str(exc).split())
+        if not isinstance(exc, (ValueError, OSError)):  # not raised for bad input: name what it is
+            message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+            message += "" if args.verbose else " (--verbose shows the traceback)"
+        print(f"{PROG} {args.command}: error: {printable(message or type(exc).__name__)}", file=sys.stderr)
         return 1

@@ -41,6 +41,7 @@ recorded as a :class:`Repair`. The kinds:
   to and including its last tag) is read as ``O`` so the entity counts once.
 """
 
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -167,13 +168,41 @@ def scheme_name(name: Union[str, Scheme]) -> str:
     return get_scheme(name).name
 
 
+# Characters no label may hold. Labels reach HTML (displaCy's pages too, which
+# do not escape them) and terminals, and a saved label comes from whoever made
+# the pipeline: markup and quotes, and in _UNSAFE_CATEGORIES control (escape
+# sequences), format (invisible and bidirectional overrides) and surrogate
+# characters.
+LABEL_FORBIDDEN = frozenset("<>&\"'`")
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+
 def validate_label(label: object) -> str:
-    """Return the label, or raise a ValueError if it cannot name an entity."""
+    """Return the label, or raise a ValueError if it cannot name an entity:
+    labels are non-empty strings without whitespace, control or format
+    characters, or any of ``< > & " ' ```."""
     if not isinstance(label, str) or not label.strip():
         raise ValueError(f"Entity labels must be non-empty strings, got {label!r}.")
-    if label != label.strip() or any(ch.isspace() for ch in label):
-        raise ValueError(f"Entity label {label!r} holds whitespace.")
+    problem = _label_problem(label)
+    if problem:
+        raise ValueError(f"Entity label {label!r} holds {problem}")
     return label
+
+
+@lru_cache(maxsize=1024)
+def _label_problem(label: str) -> str:
+    """What is wrong with a non-empty string as a label; "" if nothing (cached:
+    labels are checked in prediction too)."""
+    if label != label.strip() or any(ch.isspace() for ch in label):
+        return "whitespace."
+    for ch in label:
+        if ch in LABEL_FORBIDDEN or unicodedata.category(ch) in _UNSAFE_CATEGORIES:
+            kind = "the character" if ch in LABEL_FORBIDDEN else f"the {unicodedata.category(ch)} character"
+            return (
+                f"{kind} {ch!r} (U+{ord(ch):04X}): labels may not hold control or format characters, "
+                "nor any of < > & \" ' `, as they reach HTML pages and terminals."
+            )
+    return ""
 
 
 def split_tag(tag: str) -> Tuple[str, Optional[str]]:

@@ -11,7 +11,7 @@ import random
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 from ..tag_scheme import (
     REPAIR_KINDS,
@@ -23,6 +23,7 @@ from ..tag_scheme import (
     scheme_name,
     spans_to_tags,
     tags_to_spans,
+    validate_label,
 )
 
 if TYPE_CHECKING:  # spaCy (and with it Thinc and torch) loads only when docs are made
@@ -210,7 +211,9 @@ def read_column_file(
     ``delimiter`` is ``"auto"`` (tab if the first token line has a tab),
     ``"space"`` (runs of spaces/tabs) or ``"tab"`` (tokens may hold spaces).
     Bad input raises :class:`ConversionError` naming the file and line; with
-    ``lenient=True`` it is repaired and recorded in ``corpus.repairs``.
+    ``lenient=True`` it is repaired and recorded in ``corpus.repairs``, except
+    a label that :func:`~spacy_bilstm_crf.tag_scheme.validate_label` refuses
+    (markup, control characters), which is always an error.
     """
     file = Path(path)
     _check_delimiter(delimiter)
@@ -221,6 +224,7 @@ def read_column_file(
     if detected:
         name = detect_scheme([raw.tags for raw in raws])
     sentences: List[Sentence] = []
+    valid_labels: Set[str] = set()
     prev_doc, after_entity = -1, None
     for raw in raws:
         if raw.doc_id != prev_doc:
@@ -231,6 +235,13 @@ def read_column_file(
         except TagSequenceError as exc:
             line = raw.lines[exc.index]
             raise ConversionError(exc.detail, path=str(file), line=line, tag=exc.tag, kind=exc.kind) from None
+        for start, _, label in spans:
+            if label not in valid_labels:
+                try:
+                    valid_labels.add(validate_label(label))
+                except ValueError as exc:  # not repaired in lenient mode either: a tag is not data to guess at
+                    line, tag = raw.lines[start], raw.tags[start]
+                    raise ConversionError(str(exc), path=str(file), line=line, tag=tag, kind="bad_label") from None
         for repair in found:
             repairs.append(replace(repair, line=raw.lines[repair.index], path=str(file)))
         last = raw.tags[-1]

@@ -2,7 +2,7 @@
 the emission scores with the Viterbi path and the transitions as heatmaps."""
 
 from html import escape
-from typing import List
+from typing import Any, Dict, List, Optional
 
 from .data import Trace
 from .svg import heatmap
@@ -19,8 +19,6 @@ pre { font-size: 12px; background: #f6f6f6; padding: 12px; overflow-x: auto; }
 
 
 def _displacy(trace: Trace) -> str:
-    from spacy import displacy
-
     ents = [
         {"start": e.start_char, "end": e.end_char, "label": f"{e.label} {e.probability:.2f}"}
         for e in trace.entities
@@ -28,7 +26,38 @@ def _displacy(trace: Trace) -> str:
     ]
     data = {"text": trace.text, "ents": ents, "title": None}
     colors = {f"{e.label} {e.probability:.2f}": _label_color(e.label) for e in trace.entities}
-    return str(displacy.render(data, style="ent", manual=True, page=False, jupyter=False, options={"colors": colors}))
+    return displacy_entities([data], page=False, colors=colors)
+
+
+def displacy_entities(parsed: List[Dict[str, Any]], *, page: bool, colors: Optional[Dict[str, str]] = None) -> str:
+    """displaCy's entity markup of ``parsed`` (``displacy.parse_ents``'
+    dicts), with what displaCy puts in the page as it is escaped first: the
+    labels, titles, knowledge-base ids and links, language and direction
+    (displaCy escapes only the text). ``colors`` maps labels, as given, to
+    colours."""
+    from spacy import displacy
+
+    safe = []
+    for data in parsed:
+        ents = [
+            {
+                **ent,
+                "label": escape(str(ent["label"])),
+                "kb_id": escape(str(ent.get("kb_id") or "")),
+                "kb_url": escape(_safe_url(str(ent.get("kb_url") or "#"))),
+            }
+            for ent in data["ents"]
+        ]
+        settings = {key: escape(str(value)) for key, value in data.get("settings", {}).items()}
+        title = data.get("title")
+        safe.append({**data, "ents": ents, "title": escape(str(title)) if title else None, "settings": settings})
+    options = {"colors": {escape(label): escape(color) for label, color in (colors or {}).items()}}
+    return str(displacy.render(safe, style="ent", manual=True, page=page, jupyter=False, options=options))
+
+
+def _safe_url(url: str) -> str:
+    """``url`` if it is a web link or a fragment, else ``#`` (no ``javascript:``)."""
+    return url if url.startswith(("https://", "http://", "#")) else "#"
 
 
 def _label_color(label: str) -> str:

@@ -1,8 +1,14 @@
-"""Render a trace as text for a terminal: a table per stage, long rows cut."""
+"""Render a trace as text for a terminal: a table per stage, long rows cut.
+
+Every line goes through :func:`cut`, which escapes control characters: the
+labels and wordpieces come from the model, and a terminal would obey the
+escape sequences in them.
+"""
 
 import unicodedata
 from typing import List, Sequence
 
+from ..safe_text import printable
 from .data import Trace
 
 ELLIPSIS = "…"
@@ -15,7 +21,9 @@ def display_width(text: str) -> int:
 
 
 def cut(text: str, width: int) -> str:
-    """``text`` cut to ``width`` columns, with an ellipsis where it was cut."""
+    """``text`` with its control characters escaped, cut to ``width``
+    columns, with an ellipsis where it was cut."""
+    text = printable(text)
     if display_width(text) <= width:
         return text
     out, used = "", 0

@@ -2,7 +2,7 @@
 
 A torch module needs its sizes when it is constructed, but a Thinc layer
 learns them in ``init`` (the tok2vec's width, the number of tags). A lazy
-layer builds its ``PyTorchWrapper_v2`` child in ``init``. Before such a layer
+layer builds its ``PyTorchWrapper_v3`` child in ``init``. Before such a layer
 can load weights with ``from_bytes``, it must be built from saved dims:
 ``lazy_layer_dims`` and ``build_lazy_layers`` do that for a whole model.
 
@@ -11,10 +11,14 @@ Everything a lazy layer keeps in ``attrs`` is a module-level function or a
 ``n_process`` under the spawn start method, ``copy.deepcopy``).
 """
 
+import pickle
+import re
+from io import BytesIO
 from typing import Any, Callable, Dict, List, Optional, cast
 
 import srsly
-from thinc.api import Model, PyTorchWrapper_v2
+import torch
+from thinc.api import Model, PyTorchWrapper_v3
 from thinc.shims import PyTorchShim
 from torch import nn
 
@@ -62,12 +66,36 @@ def _init(model: Model, X: Any = None, Y: Any = None) -> None:
             "Initialize it with sample input, or set the dims first."
         )
     module = model.attrs["make_module"](model)
-    wrapped = PyTorchWrapper_v2(
+    wrapped = PyTorchWrapper_v3(
         module,
         convert_inputs=model.attrs["convert_inputs"],
         convert_outputs=model.attrs["convert_outputs"],
+        deserialize_model=load_weights_only,
     )
     model._layers.append(wrapped)
+
+
+class UnsafeWeightsError(ValueError):
+    """Saved torch weights that hold pickled objects other than tensors."""
+
+
+def load_weights_only(module: nn.Module, state_bytes: bytes, device: torch.device) -> nn.Module:
+    """Thinc's deserializer of a wrapped torch module, loading with
+    ``weights_only=True`` whatever torch's default (before torch 2.6, or with
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set, it unpickles anything, and a
+    pickle can run code)."""
+    try:
+        state = torch.load(BytesIO(state_bytes), map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported [^.]*? (?=was not)|Unsupported [^.]*", str(exc))
+        reason = found.group(0).strip() if found else ""
+        raise UnsafeWeightsError(
+            "its torch weights hold pickled objects other than tensors, which could run code when loaded: "
+            f"refused{f' ({reason})' if reason else ''}."
+        ) from None
+    module.load_state_dict(state)
+    module.to(device)
+    return module
 
 
 def is_lazy_layer(model: Model) -> bool:
