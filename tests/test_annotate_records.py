@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spacy_bilstm_crf.annotate.inputs import read_shard
-from spacy_bilstm_crf.annotate.records import Fields, Record, Reject, Shard, printable
+from spacy_bilstm_crf.annotate.records import Fields, Record, Reject, Shard
 from spacy_bilstm_crf.cli import main
+from spacy_bilstm_crf.safe_text import printable
 
 from .annotate_helpers import output_records, rejects, ruler_pipeline, run, write_lines
 

@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .records import RecordId, printable
+from ..safe_text import printable
+from .records import RecordId
 from .safe_files import open_binary
 
 HASH_CHUNK = 1 << 20
@@ -58,15 +59,20 @@ def output_record(id_field: str, record_id: RecordId, entities: List[Dict[str, A
 
 
 def load_pipeline(model: str, code: Optional[str] = None, gpu: bool = False) -> Language:
-    """``spacy.load(model)``, after importing ``code`` (a Python file that
-    registers custom components) and, with ``gpu``, ``spacy.require_gpu()``."""
+    """The pipeline ``model``, loaded as every command loads one
+    (:func:`spacy_bilstm_crf.loading.load_pipeline`: a folder is checked
+    before spacy-transformers reads it), after importing ``code`` (a Python
+    file that registers custom components) and, with ``gpu``,
+    ``spacy.require_gpu()``."""
     import spacy
+
+    from ..loading import load_pipeline as load_checked
 
     if code is not None:
         spacy.util.import_file("annotate_code", code)
     if gpu:
         spacy.require_gpu()
-    return spacy.load(model)
+    return load_checked(model)
 
 
 def text_too_long(nlp: Language, text: str) -> Optional[str]:

@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from ..safe_text import printable
 from .parts import read_part
-from .records import Plan, RecordId, Reject, Shard, printable
+from .records import Plan, RecordId, Reject, Shard
 from .safe_files import (
     fsync_file,
     kind,

@@ -2,7 +2,6 @@
 them apart), and the shards and plan that cut an input into units of work."""
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Dict, Literal, Optional, Tuple, Union
 
@@ -194,25 +193,3 @@ class Plan:
     def total(self) -> int:
         """The number of input records, bad ones included."""
         return sum(shard.size for shard in self.shards)
-
-
-# --- strings that reach a terminal ---------------------------------------------------
-
-_ESCAPED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}  # controls, format (bidi overrides), surrogates, line breaks
-_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def printable(text: str) -> str:
-    """``text`` with every control or format character (terminal escapes, bidi
-    overrides, line breaks) written as a Python escape, so that a label, id or
-    file name from a model or an input cannot drive the terminal it is printed on."""
-    if text.isprintable():
-        return text
-    return "".join(_escape(char) if unicodedata.category(char) in _ESCAPED_CATEGORIES else char for char in text)
-
-
-def _escape(char: str) -> str:
-    if char in _SHORT_ESCAPES:
-        return _SHORT_ESCAPES[char]
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

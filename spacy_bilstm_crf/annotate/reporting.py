@@ -10,8 +10,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, TextIO
 
+from ..safe_text import printable
 from .output_folder import Commit
-from .records import RecordId, printable
+from .records import RecordId
 
 MAX_CHECKED_IDS = 20_000_000  # 160 MB of hashes, twice that while sorting
 MAX_SUSPECTS = 1_000_000
