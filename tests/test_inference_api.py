@@ -158,3 +158,9 @@ def test_calibration_gets_the_pipelines_confidences_through_the_seam(trained):
     scored = confidences(trained, "crf_ner", data, 1.0)
     assert confidences(trained, "crf_ner", data.head(70), 1.0) == scored[:70]
     assert check_against_pipeline(trained, "crf_ner", docs[:70], scored[:70]) < 1e-6
+
+
+def test_k_is_bounded_for_every_caller(trained):
+    """explain() from Python goes through kbest_paths: the bound holds there too."""
+    with pytest.raises(ValueError, match="kbest needs 1 <= k <= 1000, got k=10000000"):
+        explain(trained, "Alice lives in Paris", k=10_000_000)

@@ -453,7 +453,9 @@ class CRFEntityRecognizer(TrainablePipe):
         """Per doc its ``k`` most probable valid tag sequences (exact k-best
         Viterbi), best first: tag ids (n, T_i) and log-probabilities (n,) at
         ``temperature`` (by default the component's); n < k if the doc has
-        fewer sequences. The first is the one ``decode`` gives."""
+        fewer sequences. The first is the one ``decode`` gives. ``k`` is at
+        most ``MAX_KBEST``."""
+        self._check_k(k)
         temperature = self.temperature if temperature is None else temperature
         with self._decoding():
             return crf_kbest(get_crf(self.model), emissions.scores, k, emissions.allowed, temperature=temperature)
@@ -493,8 +495,7 @@ class CRFEntityRecognizer(TrainablePipe):
         ``overwrite_ents`` is set, and the first analysis is the one that
         prediction gives.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_KBEST:
-            raise ValueError(f"Component {self.name!r}: kbest needs 1 <= k <= {MAX_KBEST}, got k={k!r}.")
+        self._check_k(k)
         if len(doc) == 0:
             return [([], 1.0)]
         emissions = self.emission_scores([doc])
@@ -504,6 +505,10 @@ class CRFEntityRecognizer(TrainablePipe):
             (sorted(set(self.tag_spans(path)) | kept), float(numpy.exp(log_prob)))
             for path, log_prob in zip(paths, log_probs.tolist())
         ]
+
+    def _check_k(self, k: Any) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_KBEST:
+            raise ValueError(f"Component {self.name!r}: kbest needs 1 <= k <= {MAX_KBEST}, got k={k!r}.")
 
     def _viterbi(
         self, model: Model, scores: Sequence[Floats2d], allowed: Optional[List[numpy.ndarray]]
