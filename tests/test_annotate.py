@@ -429,6 +429,7 @@ def test_spans_key_adds_confidence(scored_model: Path, tmp_path: Path) -> None:
 # --- resuming -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_gives_every_id_once(slow_model: Path, custom_code: Path, tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", range(400))
     output = tmp_path / "out.jsonl"
@@ -475,6 +476,7 @@ def test_torn_manifest_line_and_uncommitted_parts_are_dropped(model: Path, tmp_p
 # --- equal output everywhere ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_records_and_rejects_local_two_processes_and_ray(model: Path, ray_cluster: str, tmp_path: Path) -> None:
     # 300 docs with the bad lines spread among them.
     source = tmp_path / "in.jsonl"
@@ -503,6 +505,7 @@ def test_same_records_and_rejects_local_two_processes_and_ray(model: Path, ray_c
     assert local.format().splitlines()[1:5] == on_ray.stdout.splitlines()[1:5]  # docs in ... entities
 
 
+@pytest.mark.slow
 def test_ray_strict_stops_naming_file_and_line(model: Path, ray_cluster: str, tmp_path: Path) -> None:
     source = tmp_path / "bad.jsonl"
     source.write_bytes(b"\n".join(line for line, _ in BAD_LINES))
@@ -513,6 +516,7 @@ def test_ray_strict_stops_naming_file_and_line(model: Path, ray_cluster: str, tm
     )
 
 
+@pytest.mark.slow
 def test_ray_resume_after_kill_9_gives_every_id_once(model: Path, ray_cluster: str, tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", range(160))
     output = tmp_path / "out.jsonl"

@@ -29,6 +29,7 @@ def test_legacy_pipeline_predicts_as_it_did(name):
     assert reloaded.get_pipe("crf_ner").to_bytes() == nlp.get_pipe("crf_ner").to_bytes()
 
 
+@pytest.mark.slow
 def test_saved_pipeline_predicts_the_same_in_a_fresh_process():
     name = "bilstm-biluo"
     code = (

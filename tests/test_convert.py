@@ -501,6 +501,7 @@ def run_module(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_subprocess(tmp_path: Path) -> None:
     good = write(tmp_path, column_text([["John B-PER", "runs O"]]), "good.txt")
     bad = write(tmp_path, "John B-PER\nSmith X-PER\n", "bad.txt")
@@ -529,6 +530,7 @@ REAL = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DATA.is_dir(), reason="shared data not available")
 @pytest.mark.parametrize("case", REAL, ids=[c[0] for c in REAL])
 def test_real_corpus_counts(case: tuple) -> None:
@@ -540,6 +542,7 @@ def test_real_corpus_counts(case: tuple) -> None:
     assert corpus.repair_counts() == repairs
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DATA.is_dir(), reason="shared data not available")
 def test_real_corpus_strict_errors_and_conversion(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match=r"test\.txt, line 45869: 'M-PER'"):

@@ -6,6 +6,8 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf8")
 
@@ -29,6 +31,7 @@ def test_entry_points_are_installed():
             assert callable(found[name].load()), name
 
 
+@pytest.mark.slow
 def test_spacy_finds_everything_without_an_import():
     script = (
         "import sys, spacy\n"

@@ -48,6 +48,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_workflow_outputs(project):
     stdout = (project / "stdout.txt").read_text(encoding="utf8")
     for step in ("assets", "convert", "train", "evaluate", "package", "predict"):
@@ -63,6 +64,7 @@ def test_workflow_outputs(project):
         assert (project / "corpus" / "msra" / f"{split}.spacy").exists()
 
 
+@pytest.mark.slow
 def test_model_wheel_installs_and_runs_in_a_fresh_venv(project, tmp_path):
     wheels = list((project / "packages").glob("*/dist/*.whl"))
     assert len(wheels) == 1
