@@ -208,8 +208,8 @@ def random_docs_with_a_preset(nlp: Language, n_docs: int, seed: int) -> List[Doc
 
 @pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
 def test_preset_entity_is_never_continued(scheme):
-    nlp = spacy.blank("en")
-    ner = nlp.add_pipe("crf_ner", config={"scheme": scheme})
+    nlp = make_nlp(scheme=scheme)
+    ner = nlp.get_pipe("crf_ner")
     exs = [Example.from_dict(nlp.make_doc("Alice Smith ran"), {"entities": [(0, 11, "PER")]})]
     fix_random_seed(0)
     nlp.initialize(lambda: exs)

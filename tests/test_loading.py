@@ -9,15 +9,15 @@ import pytest
 import spacy
 from thinc.api import Config
 
-from .pipelines import ENCODERS, entities, train
+from .pipelines import ENCODERS, entities, make_nlp, train
 from .tiny_data import EN_TRAIN
 
 BILSTM = ENCODERS["bilstm"]  # the encoder of the saved pipeline
 
 
 def test_uninitialized_pipeline_saves_loads_and_trains(tmp_path):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("crf_ner").add_label("PER")
+    nlp = make_nlp(head_lr_scale=5.0)
+    nlp.get_pipe("crf_ner").add_label("PER")
     nlp.to_disk(tmp_path / "blank")
     loaded = spacy.load(tmp_path / "blank")
     ner = loaded.get_pipe("crf_ner")
