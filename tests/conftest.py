@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny training data, and a tiny BERT built locally at random."""
+"""Shared fixtures: tiny training data, a tiny BERT built locally at random, and a trained pipeline."""
 
 from pathlib import Path
 from typing import List
@@ -6,10 +6,12 @@ from typing import List
 import pytest
 import spacy
 import torch
+from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from spacy_bilstm_crf.testing import build_tiny_bert
 
+from .pipelines import make_nlp, train
 from .tiny_data import EN_TRAIN, ZH_TRAIN, en_docs, zh_docs
 
 # The tests' tensors are tiny: one torch thread is as fast on an idle machine and
@@ -43,3 +45,20 @@ def en_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def zh_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """train.spacy and dev.spacy with the Chinese examples."""
     return write_corpus(tmp_path_factory.mktemp("zh-corpus"), zh_docs(spacy.blank("zh")))
+
+
+@pytest.fixture(scope="session")
+def trained_pipeline() -> Language:
+    """crf_ner over the small CPU tok2vec and BiLSTM (tests/pipelines.py),
+    trained until it tags the English examples right. Shared: do not change it."""
+    nlp = make_nlp()
+    train(nlp, steps=60)
+    return nlp
+
+
+@pytest.fixture(scope="session")
+def saved_pipeline(trained_pipeline: Language, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``trained_pipeline`` saved to a folder (copy it before damaging it)."""
+    path = tmp_path_factory.mktemp("saved") / "pipeline"
+    trained_pipeline.to_disk(path)
+    return path

@@ -679,3 +679,16 @@ def test_breakdown_profiles_each_system_per_layer(tmp_path):
     assert set(crf["inference"]["parts_us_per_char"]) >= {"crf_ner.emissions", "crf_ner.viterbi"}
     assert found["systems"]["spacy_ner"]["train_over_ner"] == 1.0
     assert crf["train_over_ner"] > 0 and crf["infer_over_ner"] > 0
+
+
+def test_calibration_metrics_exact():
+    from bench.calibration import kept_scores, reliability
+
+    conf = numpy.array([0.95, 0.95, 0.55, 0.55, 0.15])
+    correct = numpy.array([True, False, True, True, False])
+    rows, ece = reliability(conf, correct)
+    filled = [(r["low"], r["count"], r["confidence"], r["precision"]) for r in rows if r["count"]]
+    assert filled == [(0.1, 1, 0.15, 0.0), (0.5, 2, 0.55, 1.0), (0.9, 2, 0.95, 0.5)]
+    assert ece == pytest.approx((1 * 0.15 + 2 * 0.45 + 2 * 0.45) / 5)
+    by_t = {row["t"]: (row["kept"], row["p"], row["r"]) for row in kept_scores(conf, correct, n_gold=4)}
+    assert by_t[0.0] == (5, 0.6, 0.75) and by_t[0.5] == (4, 0.75, 0.75) and by_t[0.9] == (2, 0.5, 0.25)

@@ -1,8 +1,7 @@
-"""The torch CRF against a brute-force oracle that enumerates every sequence."""
+"""The torch CRF against the brute-force oracle (tests/crf_oracle.py) that enumerates every sequence."""
 
 import math
-from itertools import product
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import pytest
 import torch
@@ -17,6 +16,8 @@ from spacy_bilstm_crf.modules.crf import (
     fixed_tags_mask,
 )
 from spacy_bilstm_crf.tag_scheme import allowed_transitions, is_valid_sequence, make_tags
+
+from .crf_oracle import BruteForce, check_kbest_row
 
 NUM_TAGS = 4
 BILUO_TAGS = make_tags(["A"], "BILUO")  # O B-A I-A L-A U-A
@@ -57,62 +58,6 @@ def random_allowed(shape: Sequence[int], seed: int, density: float = 0.75) -> to
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) < density
 
 
-class Brute:
-    """Every sequence of one row that the lattice allows, with its score (float64)."""
-
-    def __init__(
-        self, crf: ConditionalRandomField, emissions: torch.Tensor, allowed: Optional[torch.Tensor] = None
-    ) -> None:
-        length, k = emissions.shape
-        em = emissions.double().tolist()
-        trans = crf.transitions.double().tolist()
-        start, end = crf.start_transitions.double().tolist(), crf.end_transitions.double().tolist()
-        ok_trans, ok_start, ok_end = (m.tolist() for m in (crf.allowed_transitions, crf.allowed_start, crf.allowed_end))
-        ok_tag = allowed.tolist() if allowed is not None else [[True] * k] * length
-        self.length = length
-        self.scores: Dict[Tuple[int, ...], float] = {}
-        for seq in product(range(k), repeat=length):
-            if length and not (ok_start[seq[0]] and ok_end[seq[-1]]):
-                continue
-            if not all(ok_tag[t][y] for t, y in enumerate(seq)):
-                continue
-            if not all(ok_trans[a][b] for a, b in zip(seq, seq[1:])):
-                continue
-            score = sum(em[t][y] for t, y in enumerate(seq)) + sum(trans[a][b] for a, b in zip(seq, seq[1:]))
-            self.scores[seq] = score + (start[seq[0]] + end[seq[-1]] if length else 0.0)
-
-    def log_z(self, fixed: Optional[Sequence[int]] = None) -> float:
-        scores = [
-            s for seq, s in self.scores.items() if fixed is None or all(f < 0 or f == y for f, y in zip(fixed, seq))
-        ]
-        if not scores:
-            return -math.inf
-        top = max(scores)
-        return top + math.log(sum(math.exp(s - top) for s in scores))
-
-    def best(self) -> List[int]:
-        return list(max(self.scores, key=self.scores.__getitem__))
-
-    def top(self, k: int) -> List[float]:
-        return sorted(self.scores.values(), reverse=True)[:k]
-
-    def marginals(self, num_tags: int) -> torch.Tensor:
-        log_z = self.log_z()
-        result = torch.zeros(self.length, num_tags, dtype=torch.float64)
-        for seq, score in self.scores.items():
-            for t, y in enumerate(seq):
-                result[t, y] += math.exp(score - log_z)
-        return result
-
-    def span_prob(self, start: int, end: int, tags: Sequence[int], follow: Sequence[bool]) -> float:
-        log_z = self.log_z()
-        return sum(
-            math.exp(score - log_z)
-            for seq, score in self.scores.items()
-            if list(seq[start:end]) == list(tags) and (end == self.length or follow[seq[end]])
-        )
-
-
 def naive_log_partition(crf, emissions, mask, allowed=None, forbidden=-1.0e4):
     """The plain recursion with autograd, forbidden steps penalised by ``forbidden``."""
     trans = torch.where(crf.allowed_transitions, crf.transitions, forbidden)
@@ -140,7 +85,7 @@ def case_crf(case: str, seed: int = 0) -> ConditionalRandomField:
 def check_against_brute(crf, emissions, mask, allowed=None, k=4):
     """log Z, marginals, Viterbi and k-best of every row against enumeration."""
     lengths = mask.sum(1).tolist()
-    oracles = [Brute(crf, emissions[b, :n], None if allowed is None else allowed[b, :n]) for b, n in enumerate(lengths)]
+    oracles = BruteForce.rows(crf, emissions, lengths, allowed)
     possible = [bool(o.scores) for o in oracles]
     log_z = crf.log_partition(emissions, mask, allowed=allowed)
     for b, oracle in enumerate(oracles):
@@ -157,24 +102,9 @@ def check_against_brute(crf, emissions, mask, allowed=None, k=4):
         assert best_score[b].item() == pytest.approx(max(oracle.scores.values()), abs=1e-4)
         assert tuple(best[b, :n].tolist()) in oracle.scores
         assert oracle.scores[tuple(best[b, :n].tolist())] == pytest.approx(best_score[b].item(), abs=1e-4)
-        assert torch.allclose(marginals[b, :n].double(), oracle.marginals(crf.num_tags), atol=1e-5)
+        assert torch.allclose(marginals[b, :n].double(), torch.from_numpy(oracle.marginals()), atol=1e-5)
         assert marginals[b, n:].abs().max().item() == 0.0 if n < mask.shape[1] else True
         check_kbest_row(oracle, paths[b, :, :n], scores[b], k)
-
-
-def check_kbest_row(oracle: Brute, paths: torch.Tensor, scores: torch.Tensor, k: int) -> None:
-    """Scores equal the oracle's top k; each path is allowed, distinct and scores what it says."""
-    top = oracle.top(k)
-    expected = top + [-math.inf] * (k - len(top))
-    assert scores.tolist() == pytest.approx(expected, abs=1e-4, rel=1e-6)
-    assert scores.tolist() == sorted(scores.tolist(), reverse=True)
-    valid = [tuple(p) for p, s in zip(paths.tolist(), scores.tolist()) if s > -math.inf]
-    assert len(set(valid)) == len(valid) == len(top)
-    for path, score in zip(valid, scores.tolist()):
-        assert oracle.scores[path] == pytest.approx(score, abs=1e-4, rel=1e-6)
-    for path, score in zip(paths.tolist(), scores.tolist()):
-        if score == -math.inf:
-            assert set(path) <= {-1}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -222,7 +152,7 @@ def test_nll_matches_brute_force_for_known_partial_and_unknown_gold(case):
     emissions, mask = random_batch(lengths, crf.num_tags, seed=3)
     allowed = random_allowed(emissions.shape, seed=4, density=0.85)
     for b, n in enumerate(lengths):  # keep the oracle's best path allowed: every row has a gold
-        best = Brute(crf, emissions[b, :n]).best()
+        best = BruteForce(crf, emissions[b, :n]).best()
         allowed[b, torch.arange(n), torch.tensor(best)] = True
     gold, _ = crf.decode(emissions, mask, allowed=allowed)
     gold = torch.where(mask, gold, -1)
@@ -231,7 +161,7 @@ def test_nll_matches_brute_force_for_known_partial_and_unknown_gold(case):
     for tags in (gold, partial, unknown):
         nll = crf(emissions, mask, tags, allowed=allowed)
         for b, n in enumerate(lengths):
-            oracle = Brute(crf, emissions[b, :n], allowed[b, :n])
+            oracle = BruteForce(crf, emissions[b, :n], allowed[b, :n])
             expected = oracle.log_z() - oracle.log_z(fixed=tags[b, :n].tolist())
             assert nll[b].item() == pytest.approx(expected, abs=1e-4)
             assert nll[b].item() >= -1e-5
@@ -249,7 +179,7 @@ def test_gold_nll_matches_brute_force():
     gold = torch.tensor([[1, 0, 3], [2, 2, 0]])
     nll = crf(emissions, mask, gold)
     for row, length in enumerate(lengths):
-        oracle = Brute(crf, emissions[row, :length])
+        oracle = BruteForce(crf, emissions[row, :length])
         gold_score = oracle.scores[tuple(gold[row, :length].tolist())]
         assert nll[row].item() == pytest.approx(oracle.log_z() - gold_score, abs=1e-4)
 
@@ -314,9 +244,9 @@ def test_wide_score_spread_falls_back_to_log_space_exactly():
     _, fast_beta = crf_module._beta_recursion(lattice[0], lattice[1], lattice[3], mask)
     assert not fast and not fast_beta
     for b, n in enumerate([5, 3]):
-        oracle = Brute(crf, emissions[b, :n])
+        oracle = BruteForce(crf, emissions[b, :n])
         assert crf.log_partition(emissions, mask)[b].item() == pytest.approx(oracle.log_z(), rel=1e-12)
-        assert torch.allclose(crf.marginals(emissions, mask)[b, :n], oracle.marginals(crf.num_tags), atol=1e-9)
+        assert torch.allclose(crf.marginals(emissions, mask)[b, :n], torch.from_numpy(oracle.marginals()), atol=1e-9)
     check_gradients_against_naive(crf, emissions, mask, None, atol=1e-8)
 
 
@@ -339,13 +269,13 @@ def test_an_underflow_of_the_fast_recursion_is_caught(where):
         allowed[0, t + 1] = False
         allowed[0, t + 1, 3] = True  # L-A next: this token must be B-A, 800 below O
     mask = torch.ones(1, 4, dtype=torch.bool)
-    oracle = Brute(crf, emissions[0], allowed[0])
+    oracle = BruteForce(crf, emissions[0], allowed[0])
     assert crf.log_partition(emissions, mask, allowed=allowed).item() == pytest.approx(oracle.log_z(), abs=1e-4)
     marginals = crf.marginals(emissions, mask, allowed=allowed)
-    assert torch.allclose(marginals[0].double(), oracle.marginals(crf.num_tags), atol=1e-5)
+    assert torch.allclose(marginals[0].double(), torch.from_numpy(oracle.marginals()), atol=1e-5)
     leaf = emissions.clone().requires_grad_(True)
     crf.log_partition(leaf, mask, allowed=allowed).sum().backward()
-    assert torch.allclose(leaf.grad[0].double(), oracle.marginals(crf.num_tags), atol=1e-5)
+    assert torch.allclose(leaf.grad[0].double(), torch.from_numpy(oracle.marginals()), atol=1e-5)
 
 
 def test_fast_and_log_space_recursions_agree():
@@ -400,7 +330,7 @@ def test_gradients_equal_autograd_on_the_plain_recursion(case):
     emissions, mask = random_batch([5, 2, 1, 4], crf.num_tags, seed=6)
     allowed = random_allowed(emissions.shape, seed=6)
     for b, n in enumerate([5, 2, 1, 4]):
-        oracle = Brute(crf, emissions[b, :n])
+        oracle = BruteForce(crf, emissions[b, :n])
         if oracle.scores:
             allowed[b, torch.arange(n), torch.tensor(oracle.best())] = True
     check_gradients_against_naive(crf, emissions.double(), mask, None, atol=1e-8)
@@ -461,7 +391,7 @@ def test_gradient_of_log_partition_is_the_marginals():
     emissions, mask = random_batch([3], crf.num_tags)
     emissions.requires_grad_(True)
     crf.log_partition(emissions, mask).sum().backward()
-    marginals = Brute(crf, emissions[0].detach()).marginals(crf.num_tags)
+    marginals = torch.from_numpy(BruteForce(crf, emissions[0]).marginals())
     assert torch.allclose(emissions.grad[0].double(), marginals, atol=1e-5)
 
 
@@ -488,7 +418,7 @@ def test_span_probabilities_match_brute_force(case):
     lengths = [5, 3, 1]
     emissions, mask = random_batch(lengths, crf.num_tags, seed=12)
     allowed = None if case == "random" else random_allowed(emissions.shape, seed=1, density=0.9)
-    oracles = [Brute(crf, emissions[b, :n], None if allowed is None else allowed[b, :n]) for b, n in enumerate(lengths)]
+    oracles = BruteForce.rows(crf, emissions, lengths, allowed)
     gen = torch.Generator().manual_seed(0)
     spans, follows, expected = [], [], []
     for b, (n, oracle) in enumerate(zip(lengths, oracles)):
@@ -575,7 +505,7 @@ def test_kbest_edge_cases():
     assert torch.isfinite(scores[1]).sum().item() == 2
     assert scores[2].tolist()[:2] == [0.0, -math.inf] and paths[2, 1].tolist() == [-1, -1, -1]
     for b, n in enumerate([3, 1]):
-        check_kbest_row(Brute(crf, emissions[b, :n]), paths[b, :, :n], scores[b], 40)
+        check_kbest_row(BruteForce(crf, emissions[b, :n]), paths[b, :, :n], scores[b], 40)
     # Past a row's end a path repeats its last tag, like decode.
     best, _ = crf.decode(emissions, mask)
     assert torch.equal(paths[:, 0], best)
@@ -590,14 +520,14 @@ def test_constrained_decoding_keeps_fixed_tags():
     emissions, mask = random_batch([5], crf.num_tags, seed=4)
     fixed = torch.tensor([[-1, 1, 3, -1, -1]])  # B-A L-A at positions 1-2
     best, _ = crf.decode(emissions, mask, fixed)
-    oracle = Brute(crf, emissions[0], fixed_tags_mask(fixed, crf.num_tags)[0])
+    oracle = BruteForce(crf, emissions[0], fixed_tags_mask(fixed, crf.num_tags)[0])
     assert best[0].tolist() == oracle.best()
     assert best[0, 1:3].tolist() == [1, 3]
     # ``tags`` and ``allowed`` combine: O is not allowed at token 4.
     allowed = torch.ones(1, 5, crf.num_tags, dtype=torch.bool)
     allowed[0, 4, 0] = False
     best, _ = crf.decode(emissions, mask, fixed, allowed=allowed)
-    oracle = Brute(crf, emissions[0], fixed_tags_mask(fixed, crf.num_tags)[0] & allowed[0])
+    oracle = BruteForce(crf, emissions[0], fixed_tags_mask(fixed, crf.num_tags)[0] & allowed[0])
     assert best[0].tolist() == oracle.best()
     with pytest.raises(ValueError, match="-1"):
         crf.decode(emissions, mask, torch.tensor([[-2, 0, 0, 0, 0]]))
@@ -674,7 +604,7 @@ def test_single_token_sequences():
     crf = make_crf()
     one = torch.randn(1, 1, NUM_TAGS)
     best, _ = crf.decode(one, torch.ones(1, 1, dtype=torch.bool))
-    assert best[0].tolist() == Brute(crf, one[0]).best()
+    assert best[0].tolist() == BruteForce(crf, one[0]).best()
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

@@ -11,42 +11,52 @@ from thinc.api import Model, fix_random_seed
 from spacy_bilstm_crf.layers.crf import CRF, crf_decode
 from spacy_bilstm_crf.models.crf_tagger import get_crf
 
-ENCODERS = {
-    "bilstm": ({"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 8, "depth": 2}, 16),
-    "idcnn": ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2", "width": 12, "iterations": 2}, 12),
-    "idcnn_v1": ({"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1", "width": 12, "iterations": 2}, 12),
-    "none": ({"@architectures": "spacy-bilstm-crf.NoEncoder.v1"}, 10),
-}
+from .pipelines import ENCODERS, crf_tagger
+
+# The encoders of the other tests, the BiLSTM with two layers here.
+LAYERS = {**ENCODERS, "bilstm": {**ENCODERS["bilstm"], "depth": 2}}
+INPUT_WIDTH = 10
+
+
+def output_width(name: str) -> int:
+    """The width of the encoder's output for inputs of ``INPUT_WIDTH``."""
+    config = LAYERS[name]
+    if name == "bilstm":
+        return 2 * config["hidden_width"]
+    return config.get("width", INPUT_WIDTH)
 
 
 def resolve(config: dict) -> Model:
     return registry.resolve({"x": config})["x"]
 
 
-def random_inputs(lengths: List[int], width: int = 10) -> List[numpy.ndarray]:
+def random_inputs(lengths: List[int], width: int = INPUT_WIDTH) -> List[numpy.ndarray]:
     rng = numpy.random.default_rng(0)
     return [rng.normal(size=(n, width)).astype("f") for n in lengths]
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", sorted(LAYERS))
 def test_encoder_shapes_forward_and_backward(name):
-    config, width = ENCODERS[name]
+    width = output_width(name)
     fix_random_seed(0)
-    encoder = resolve(config)
+    encoder = resolve(LAYERS[name])
     X = random_inputs([5, 3, 0, 1])
     encoder.initialize(X=X)
     Y, backprop = encoder.begin_update(X)
     assert [y.shape for y in Y] == [(5, width), (3, width), (0, width), (1, width)]
-    dX = backprop([numpy.ones_like(y) for y in Y])
+    dY = [numpy.ones_like(y) for y in Y]
+    dX = backprop(dY)
     assert [dx.shape for dx in dX] == [x.shape for x in X]
-    if name != "none":
+    if name == "none":  # the identity, forward and backward
+        assert all(numpy.array_equal(y, x) for y, x in zip(Y, X))
+        assert all(numpy.array_equal(dx, dy) for dx, dy in zip(dX, dY))
+    else:
         assert any(numpy.abs(dx).sum() > 0 for dx in dX)
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", sorted(set(LAYERS) - {"none"}))  # NoEncoder is the identity: no batch to leak
 def test_encoder_batched_equals_unbatched(name):
-    config, _ = ENCODERS[name]
-    encoder = resolve(config)
+    encoder = resolve(LAYERS[name])
     X = random_inputs([7, 2, 4])
     encoder.initialize(X=X)
     batched = encoder.predict(X)
@@ -56,26 +66,26 @@ def test_encoder_batched_equals_unbatched(name):
 
 def test_encoder_padding_gets_no_gradient_leak():
     """The gradient of a doc's inputs does not depend on the other docs."""
-    encoder = resolve({**ENCODERS["bilstm"][0], "dropout": 0.0})
+    encoder = resolve(LAYERS["bilstm"])
     X = random_inputs([6, 2])
     encoder.initialize(X=X)
     _, backprop = encoder.begin_update(X)
-    dY = [numpy.ones((6, 16), dtype="f"), numpy.ones((2, 16), dtype="f")]
+    dY = [numpy.ones((6, output_width("bilstm")), dtype="f"), numpy.ones((2, output_width("bilstm")), dtype="f")]
     together = backprop(dY)[1]
     _, backprop_alone = encoder.begin_update([X[1]])
     numpy.testing.assert_allclose(backprop_alone([dY[1]])[0], together, atol=1e-5)
 
 
 def test_encoder_all_empty_batch():
-    encoder = resolve(ENCODERS["bilstm"][0])
+    encoder = resolve(LAYERS["bilstm"])
     encoder.initialize(X=random_inputs([3]))
     Y, backprop = encoder.begin_update(random_inputs([0, 0]))
-    assert [y.shape for y in Y] == [(0, 16), (0, 16)]
-    assert [dx.shape for dx in backprop(Y)] == [(0, 10), (0, 10)]
+    assert [y.shape for y in Y] == [(0, output_width("bilstm"))] * 2
+    assert [dx.shape for dx in backprop(Y)] == [(0, INPUT_WIDTH)] * 2
 
 
 def test_encoder_wrong_width_gives_clear_error():
-    encoder = resolve(ENCODERS["bilstm"][0])
+    encoder = resolve(LAYERS["bilstm"])
     encoder.initialize(X=random_inputs([3], width=10))
     with pytest.raises(ValueError, match=r"expects token vectors of width 10.*doc 1.*\(2, 7\)"):
         encoder.predict(random_inputs([3], width=10) + random_inputs([2], width=7))
@@ -98,7 +108,7 @@ def test_bad_encoder_settings(config, message):
 
 
 def test_uninitialized_encoder_without_sample_raises():
-    encoder = resolve(ENCODERS["idcnn"][0])
+    encoder = resolve(LAYERS["idcnn"])
     with pytest.raises(ValueError, match=r"dims \['nI'\] are unset"):
         encoder.initialize()
 
@@ -121,25 +131,10 @@ def test_crf_layer_loss_and_decode():
         crf_decode(crf, random_inputs([2], width=5))
 
 
-TAGGER = {
-    "@architectures": "spacy-bilstm-crf.CRFTagger.v1",
-    "tok2vec": {
-        "@architectures": "spacy.HashEmbedCNN.v2",
-        "pretrained_vectors": None,
-        "width": 16,
-        "depth": 1,
-        "embed_size": 100,
-        "window_size": 1,
-        "maxout_pieces": 2,
-        "subword_features": True,
-    },
-}
-
-
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", sorted(LAYERS))
 def test_tagger_architecture(name):
     fix_random_seed(0)
-    tagger = resolve({**TAGGER, "encoder": ENCODERS[name][0]})
+    tagger = resolve(crf_tagger(LAYERS[name]))
     nlp = spacy.blank("en")
     docs = [nlp("a b c"), nlp(""), nlp("d")]
     tagger.initialize(X=docs, Y=[numpy.zeros((len(d), 5), dtype="f") for d in docs])
@@ -150,7 +145,7 @@ def test_tagger_architecture(name):
     for doc, batched in zip(docs, tagger.predict(docs)):
         numpy.testing.assert_allclose(tagger.predict([doc])[0], batched, atol=1e-5)
     # Round trip of a built model through bytes into a built copy.
-    copy = resolve({**TAGGER, "encoder": ENCODERS[name][0]})
+    copy = resolve(crf_tagger(LAYERS[name]))
     copy.initialize(X=docs, Y=[numpy.zeros((len(d), 5), dtype="f") for d in docs])
     copy.from_bytes(tagger.to_bytes())
     assert copy.to_bytes() == tagger.to_bytes()
@@ -208,3 +203,20 @@ def test_residual_idcnn_has_an_identity_path_from_the_projection():
         projection = module.input_conv(inputs.transpose(1, 2)).transpose(1, 2)
         torch.testing.assert_close(module(inputs, torch.tensor([4])), projection)
     assert (projection < 0).any()
+
+
+def test_idcnn_receptive_field_is_what_the_module_sees():
+    import torch
+
+    from spacy_bilstm_crf.modules.idcnn import IDCNN, receptive_field
+
+    torch.manual_seed(0)
+    for kernel, dilations, iterations in ((3, [1, 2], 2), (5, [1, 1, 2], 1), (3, [1], 3)):
+        module = IDCNN(4, 6, kernel, dilations, iterations, dropout=0.0, residual=True).eval()
+        x = torch.randn(1, 61, 4)
+        lengths = torch.tensor([61])
+        y = module(x, lengths)
+        x2 = x.clone()
+        x2[0, 30] += 1.0
+        changed = (module(x2, lengths) - y).abs().sum(2)[0] > 1e-7
+        assert int(changed.sum()) == receptive_field(kernel, dilations, iterations) == module.receptive_field

@@ -60,6 +60,7 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_second():
     assert commands[1] in (REPO / ".ci" / "run").read_text(encoding="utf8")
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs():
     example = code_blocks("python")[0]
     namespace: dict = {}

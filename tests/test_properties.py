@@ -1,4 +1,4 @@
-"""Property tests (issue 13): arbitrary text, pre-set entities and partial gold
+"""Property tests: arbitrary text, pre-set entities and partial gold
 annotation through every encoder and scheme, on an initialized and on a
 briefly trained pipeline; and very long documents.
 
@@ -7,31 +7,29 @@ Examples are bounded and derandomized, so that a run is short and repeatable."""
 import os
 import resource
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy
 import pytest
-import spacy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
-from thinc.api import fix_random_seed
 
-from .pipelines import cnn_tok2vec, listener_nlp
-from .tiny_data import EN_TRAIN, ZH_TRAIN, en_docs, zh_docs
+from .pipelines import entities, listener_nlp, make_nlp, train
+from .tiny_data import EN_TRAIN, ZH_TRAIN
 
-TOK2VEC = cnn_tok2vec(width=16, depth=1, embed_size=300)
-ENCODERS = {
-    "bilstm": {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 8},
-    "idcnn": {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v2", "width": 16},
-    "none": {"@architectures": "spacy-bilstm-crf.NoEncoder.v1"},
-}
 KEYS = [
-    (encoder, scheme, state) for encoder in ENCODERS for scheme in ("BIO", "BILUO") for state in ("init", "trained")
+    (encoder, scheme, state)
+    for encoder in ("bilstm", "idcnn", "none")
+    for scheme in ("BIO", "BILUO")
+    for state in ("init", "trained")
 ]
-IDS = ["-".join(key) for key in KEYS]
+# The edit-test loop (``-m "not slow"``) runs two of the twelve pipelines: both
+# schemes, two encoders, initialized and trained; the full suite runs them all.
+FAST_KEYS = {("bilstm", "BILUO", "trained"), ("idcnn", "BIO", "init")}
+PIPELINES = [pytest.param(key, id="-".join(key), marks=() if key in FAST_KEYS else pytest.mark.slow) for key in KEYS]
 LABELS = ("LOC", "ORG", "PER")
 PROPERTY_SETTINGS = settings(
     max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow], database=None
@@ -96,25 +94,23 @@ WORDS = "Alice Bob Paris London Google New York lives in at the 😀 北京".spl
 
 
 def build(encoder: str, scheme: str, trained: bool, lang: str = "en") -> Language:
-    nlp = spacy.blank(lang)
-    model = {"@architectures": "spacy-bilstm-crf.CRFTagger.v1", "tok2vec": TOK2VEC, "encoder": ENCODERS[encoder]}
-    nlp.add_pipe("crf_ner", config={"model": model, "scheme": scheme})
-    docs = zh_docs(nlp) if lang == "zh" else en_docs(nlp)
-    exs = [Example(nlp.make_doc(doc.text) if lang == "en" else doc.copy(), doc) for doc in docs]
-    fix_random_seed(0)
-    optimizer = nlp.initialize(lambda: exs)
-    for _ in range(10 if trained else 0):
-        nlp.update(exs, sgd=optimizer)
+    """crf_ner initialized on the tiny data, and trained for 10 steps if ``trained``."""
+    nlp = make_nlp(encoder, lang=lang, scheme=scheme)
+    train(nlp, steps=10 if trained else 0)
     return nlp
 
 
 @pytest.fixture(scope="module")
-def pipelines() -> Dict[Tuple[str, str, str], Language]:
-    return {key: build(key[0], key[1], key[2] == "trained") for key in KEYS}
+def pipelines() -> Callable[[Tuple[str, str, str]], Language]:
+    """The pipeline of a key, built when a test first asks for it."""
+    built: Dict[Tuple[str, str, str], Language] = {}
 
+    def get(key: Tuple[str, str, str]) -> Language:
+        if key not in built:
+            built[key] = build(key[0], key[1], key[2] == "trained")
+        return built[key]
 
-def entities(doc: Doc) -> List[Tuple[int, int, str]]:
-    return [(ent.start, ent.end, ent.label_) for ent in doc.ents]
+    return get
 
 
 def check_well_formed(doc: Doc, predicted: Sequence[Span]) -> None:
@@ -132,11 +128,11 @@ def check_well_formed(doc: Doc, predicted: Sequence[Span]) -> None:
 # --- arbitrary text -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", KEYS, ids=IDS)
+@pytest.mark.parametrize("key", PIPELINES)
 @PROPERTY_SETTINGS
 @given(batch=st.lists(texts, min_size=1, max_size=5))
 def test_any_text(pipelines, key, batch):
-    nlp = pipelines[key]
+    nlp = pipelines(key)
     one = list(nlp.pipe(batch, batch_size=1))
     for doc in one:
         check_well_formed(doc, doc.ents)
@@ -159,11 +155,11 @@ def docs_with_presets(draw) -> Tuple[List[str], List[Tuple[int, int, str]]]:
     return words, presets
 
 
-@pytest.mark.parametrize("key", KEYS, ids=IDS)
+@pytest.mark.parametrize("key", PIPELINES)
 @PROPERTY_SETTINGS
 @given(batch=st.lists(docs_with_presets(), min_size=1, max_size=4))
 def test_preset_entities(pipelines, key, batch):
-    nlp = pipelines[key]
+    nlp = pipelines(key)
     ner = nlp.get_pipe("crf_ner")
 
     def make(with_presets: bool) -> List[Doc]:
@@ -232,11 +228,11 @@ def gradients(nlp: Language) -> List[numpy.ndarray]:
     return grads
 
 
-@pytest.mark.parametrize("key", KEYS, ids=IDS)
+@pytest.mark.parametrize("key", PIPELINES)
 @PROPERTY_SETTINGS
 @given(batch=st.lists(partial_gold(), min_size=1, max_size=4))
 def test_partial_gold_gives_finite_loss_and_gradients(pipelines, key, batch):
-    nlp = pipelines[key]
+    nlp = pipelines(key)
     exs = [Example.from_dict(Doc(nlp.vocab, words=words), {"entities": tags}) for words, tags in batch]
     losses: Dict[str, float] = {}
     nlp.update(exs, sgd=False, losses=losses)  # no optimizer: the shared pipeline keeps its weights
@@ -282,10 +278,8 @@ def test_100k_character_chinese_document(capsys):
 
 
 def test_5000_token_english_document_through_a_transformer(tiny_bert, capsys):
-    nlp = listener_nlp(tiny_bert, ENCODERS["bilstm"])
-    exs = [Example(nlp.make_doc(doc.text), doc) for doc in en_docs(nlp)]
-    fix_random_seed(0)
-    nlp.initialize(lambda: exs)
+    nlp = listener_nlp(tiny_bert)
+    train(nlp, steps=0)
     words = [word for text, _ in EN_TRAIN for word in text.split()]
     text = " ".join(numpy.random.default_rng(0).choice(words, 5000))
     before, start = rss_mb(), time.perf_counter()

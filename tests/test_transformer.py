@@ -1,4 +1,4 @@
-"""The transformer path end to end, with a tiny BERT built locally at random."""
+"""The transformer path end to end, with a tiny BERT built locally at random; and every config through `spacy train`."""
 
 import subprocess
 import sys
@@ -7,46 +7,31 @@ from pathlib import Path
 import numpy
 import pytest
 import spacy
+import torch
 from spacy.language import Language
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
-from .pipelines import listener_nlp as shared_listener_nlp
+from spacy_bilstm_crf.testing import build_tiny_bert
+
+from .pipelines import entities, examples, inline_nlp, listener_nlp, train
 from .tiny_data import EN_TRAIN
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*/*.cfg"))
-
-BILSTM = {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 16, "dropout": 0.0}
-
-
-def listener_nlp(bert: Path, window: int = 128, stride: int = 96) -> Language:
-    return shared_listener_nlp(bert, BILSTM, window, stride, settings={"head_lr_scale": 20.0})
-
-
-def train(nlp: Language, steps: int) -> None:
-    exs = [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in EN_TRAIN]
-    fix_random_seed(0)
-    optimizer = nlp.initialize(lambda: exs)
-    optimizer.learn_rate = 0.001
-    for _ in range(steps):
-        nlp.update(exs, sgd=optimizer)
-
-
-def entities(doc):
-    return [(e.start, e.end, e.label_) for e in doc.ents]
+HEAD = {"head_lr_scale": 20.0}  # the tiny BERT's random features need a quick head
 
 
 @pytest.fixture(scope="module")
 def trained_listener(tiny_bert) -> Language:
-    nlp = listener_nlp(tiny_bert, window=8, stride=6)
+    nlp = listener_nlp(tiny_bert, window=8, stride=6, **HEAD)
     train(nlp, steps=40)
     return nlp
 
 
 def test_listener_learns_and_gradients_reach_the_transformer(tiny_bert):
-    nlp = listener_nlp(tiny_bert)
-    exs = [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in EN_TRAIN]
+    nlp = listener_nlp(tiny_bert, **HEAD)
+    exs = examples(nlp)
     fix_random_seed(0)
     optimizer = nlp.initialize(lambda: exs)
     bert = next(node.shims[0]._model for node in nlp.get_pipe("transformer").model.walk() if node.shims)
@@ -78,28 +63,43 @@ def test_listener_pipe_equals_call_and_round_trip(trained_listener, tiny_bert):
     expected = [entities(trained_listener(text)) for text in texts]
     assert [entities(doc) for doc in trained_listener.pipe(texts, batch_size=3)] == expected
     data = trained_listener.to_bytes()
-    reloaded = listener_nlp(tiny_bert, window=8, stride=6).from_bytes(data)
+    reloaded = listener_nlp(tiny_bert, window=8, stride=6, **HEAD).from_bytes(data)
     assert [entities(doc) for doc in reloaded.pipe(texts)] == expected
 
 
 def test_inline_transformer_tok2vec(tiny_bert, tmp_path):
-    nlp = spacy.blank("en")
-    tok2vec = {
-        "@architectures": "spacy-transformers.Tok2VecTransformer.v3",
-        "name": str(tiny_bert),
-        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 16, "stride": 12},
-        "tokenizer_config": {"use_fast": True},
-        "pooling": {"@layers": "reduce_mean.v1"},
-        "grad_factor": 1.0,
-    }
-    model = {"@architectures": "spacy-bilstm-crf.CRFTagger.v1", "tok2vec": tok2vec, "encoder": BILSTM}
-    nlp.add_pipe("crf_ner", config={"model": model})
+    nlp = inline_nlp(tiny_bert, window=16, stride=12)
     train(nlp, steps=20)
     texts = [text for text, _ in EN_TRAIN]
     expected = [entities(doc) for doc in nlp.pipe(texts)]
     nlp.to_disk(tmp_path / "inline")
     loaded = spacy.load(tmp_path / "inline")
     assert [entities(doc) for doc in loaded.pipe(texts)] == expected
+
+
+def test_empty_first_example_with_a_listener(tiny_bert):
+    nlp = listener_nlp(tiny_bert, window=32, stride=24)
+    exs = [Example.from_dict(nlp.make_doc(""), {"entities": []})] + examples(nlp)
+    fix_random_seed(0)
+    optimizer = nlp.initialize(lambda: exs)
+    assert nlp.get_pipe("crf_ner").model.get_ref("encoder").get_dim("nI") == 32  # the BERT's width
+    losses = [nlp.update(exs, sgd=optimizer)["crf_ner"] for _ in range(3)]
+    assert all(numpy.isfinite(losses)) and losses[0] > 0
+    assert [d.ents for d in nlp.pipe(["", "Alice lives in Paris"])][0] == ()
+
+
+def test_tiny_bert_is_seeded(tmp_path):
+    words = ["alice", "paris"]
+    torch.manual_seed(1)
+    first = build_tiny_bert(tmp_path / "a", words, width=16, depth=1)
+    torch.manual_seed(2)  # the global RNG state plays no part
+    second = build_tiny_bert(tmp_path / "b", words, width=16, depth=1)
+    other = build_tiny_bert(tmp_path / "c", words, width=16, depth=1, seed=1)
+    weights = sorted(path.name for path in first.iterdir() if path.suffix in (".safetensors", ".bin"))
+    assert weights
+    for name in weights:
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+        assert (first / name).read_bytes() != (other / name).read_bytes()
 
 
 @pytest.mark.slow
