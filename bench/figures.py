@@ -47,10 +47,7 @@ def plot_curves(agg: Agg, path: Path) -> Optional[Path]:
         ax.set_ylabel("dev F1 (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, **PLOT_SETTINGS)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
 
 
 def time_bars(systems: Dict[str, Any]) -> List[Tuple[str, float, float, float, str]]:
@@ -90,10 +87,7 @@ def plot_time_to_f1(agg: Agg, path: Path) -> Optional[Path]:
         ax.set_title(f"{corpus}: seconds to dev F1 {pct(agg['common_threshold'][corpus], 1)} (seed range)")
         ax.set_xlabel("training seconds")
         ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, **PLOT_SETTINGS)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
 
 
 def plot_crf(agg: Agg, path: Path) -> Optional[Path]:
@@ -116,9 +110,14 @@ def plot_crf(agg: Agg, path: Path) -> Optional[Path]:
         ax.set_ylabel("ms")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return _saved(fig, path)
+
+
+def _saved(fig: Any, path: Path) -> Path:
+    """Lay out, write and close ``fig``; its path."""
     fig.tight_layout()
     fig.savefig(path, **PLOT_SETTINGS)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 

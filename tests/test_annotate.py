@@ -21,8 +21,6 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 import spacy
 from spacy.language import Language
-from spacy.training import Example
-from thinc.api import fix_random_seed
 
 from spacy_bilstm_crf.annotate import inputs as inputs_module
 from spacy_bilstm_crf.annotate.inputs import line_ranges, read_lines
@@ -31,7 +29,7 @@ from spacy_bilstm_crf.annotate.reporting import Progress
 from spacy_bilstm_crf.cli import main
 
 from .annotate_helpers import manifest_entries, output_records, rejects, run, write_lines
-from .pipelines import cnn_tok2vec
+from .pipelines import cnn_tok2vec, make_nlp, train
 
 REPO = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT = 240
@@ -110,14 +108,8 @@ def custom_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_nlp() -> Language:
     """crf_ner with a tiny tok2vec, trained on 12 sentences until it gets them right."""
-    nlp = spacy.blank("en")
-    model = {"@architectures": "spacy-bilstm-crf.CRFTagger.v1", "tok2vec": TOK2VEC, "encoder": ENCODER}
-    nlp.add_pipe("crf_ner", config={"model": model})
-    examples = [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in map(sentence, range(12))]
-    fix_random_seed(0)
-    optimizer = nlp.initialize(lambda: examples)
-    for _ in range(30):
-        nlp.update(examples, sgd=optimizer)
+    nlp = make_nlp(ENCODER, lang="en", tok2vec=TOK2VEC)
+    train(nlp, 30, data=[sentence(i) for i in range(12)])
     return nlp
 
 

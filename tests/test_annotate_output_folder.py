@@ -56,16 +56,19 @@ def killed_job(model: Path, source: Path, output: Path, keep_commits: int = 1) -
 # --- symbolic links ------------------------------------------------------------------
 
 
-def test_a_linked_committed_rejects_folder_is_refused_not_emptied(
-    model: Path, source: Path, victim: Path, tmp_path: Path
+@pytest.mark.parametrize("folder", ["_committed_rejects", "_staging"])
+def test_a_linked_work_folder_is_refused_and_its_target_untouched(
+    folder: str, model: Path, source: Path, victim: Path, tmp_path: Path
 ) -> None:
+    """Resume empties _committed_rejects and writes into _staging: through a
+    link, it would delete or create files in the link's target."""
     output = tmp_path / "out.jsonl"
     killed_job(model, source, output)
     before = victim_files(victim)
-    (output / "_committed_rejects").symlink_to(victim, target_is_directory=True)
-    with pytest.raises(ValueError, match=f"_committed_rejects: {LINK}"):
+    (output / folder).symlink_to(victim, target_is_directory=True)
+    with pytest.raises(ValueError, match=f"{folder}: {LINK}"):
         run(model, source, output, shard_size=2)
-    assert victim_files(victim) == before
+    assert victim_files(victim) == before and not [p for p in victim.iterdir() if p.is_dir()]
 
 
 def test_a_linked_lock_in_an_empty_folder_is_refused_not_truncated(
@@ -104,18 +107,6 @@ def test_a_hard_linked_manifest_is_not_written_through(model: Path, source: Path
     with pytest.raises(ValueError, match="_manifest.jsonl: has other hard links"):
         run(model, source, output, shard_size=2)
     assert (victim / "notes.txt").read_text().endswith("torn")
-
-
-def test_a_linked_staging_folder_is_refused_and_nothing_lands_in_its_target(
-    model: Path, source: Path, victim: Path, tmp_path: Path
-) -> None:
-    output = tmp_path / "out.jsonl"
-    killed_job(model, source, output)
-    before = victim_files(victim)
-    (output / "_staging").symlink_to(victim, target_is_directory=True)
-    with pytest.raises(ValueError, match=f"_staging: {LINK}"):
-        run(model, source, output, shard_size=2)
-    assert victim_files(victim) == before and not [p for p in victim.iterdir() if p.is_dir()]
 
 
 def test_a_linked_part_file_is_refused(model: Path, source: Path, victim: Path, tmp_path: Path) -> None:

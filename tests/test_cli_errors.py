@@ -79,7 +79,7 @@ def test_a_missing_pipeline(tmp_path, capsys):
 
 def test_explain_names_an_unknown_component(capsys):
     message = one_line_error(capsys, ["explain", str(LEGACY), TEXT, "--component", "nope"], "explain")
-    assert message == f"{LEGACY} has no component 'nope'; its components: crf_ner."
+    assert message == "The pipeline has no component 'nope'; its components: crf_ner."
 
 
 def test_explain_k_is_bounded(capsys):

@@ -152,3 +152,15 @@ def test_explain_html_renders_in_headless_chromium(tmp_path):
         timeout=120,
     )
     assert shot.stat().st_size > 10_000
+
+
+def test_explain_names_an_unknown_or_wrong_component():
+    nlp = make_nlp()
+    train(nlp, steps=1)
+    nlp.add_pipe("sentencizer", first=True)
+    with pytest.raises(
+        ValueError, match=r"^The pipeline has no component 'nope'; its components: sentencizer, crf_ner\.$"
+    ):
+        explain(nlp, "Alice lives in Paris", component="nope")
+    with pytest.raises(ValueError, match="Component 'sentencizer' is not a crf_ner component"):
+        explain(nlp, "Alice lives in Paris", component="sentencizer")

@@ -3,11 +3,8 @@ emission_scores + decode (+ entity_probs), every caller gets the same
 answers from it, entities already on the doc are handled in one place, and
 get_loss is pure."""
 
-from typing import List
-
 import numpy
 import pytest
-import spacy
 from spacy.language import Language
 from spacy.tokens import Span
 from spacy.training import Example
@@ -16,21 +13,8 @@ from thinc.api import SGD, fix_random_seed
 from spacy_bilstm_crf.explain import explain
 from spacy_bilstm_crf.pipeline.crf_ner import CRFPrediction
 
-from .pipelines import cnn_tok2vec
+from .pipelines import examples, make_nlp
 from .tiny_data import EN_TRAIN
-
-BILSTM = {"@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1", "hidden_width": 8, "dropout": 0.0}
-
-
-def make_nlp(**settings) -> Language:
-    nlp = spacy.blank("en")
-    model = {"@architectures": "spacy-bilstm-crf.CRFTagger.v1", "tok2vec": cnn_tok2vec(), "encoder": BILSTM}
-    nlp.add_pipe("crf_ner", config={"model": model, **settings})
-    return nlp
-
-
-def examples(nlp: Language) -> List[Example]:
-    return [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in EN_TRAIN]
 
 
 def initialized(**settings) -> Language:

@@ -41,6 +41,8 @@ def explain(nlp: Language, text: str, *, k: int = 3, component: Optional[str] = 
     default the first ``crf_ner``) and trace what each stage of the tagger
     computes, with the ``k`` best paths."""
     name = component or _find_component(nlp)
+    if name not in nlp.pipe_names:
+        raise ValueError(f"The pipeline has no component {name!r}; its components: {', '.join(nlp.pipe_names)}.")
     pipe = nlp.get_pipe(name)
     if not isinstance(pipe, CRFEntityRecognizer):
         raise ValueError(f"Component {name!r} is not a crf_ner component.")

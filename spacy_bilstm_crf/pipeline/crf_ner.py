@@ -565,23 +565,9 @@ class CRFEntityRecognizer(TrainablePipe):
     ) -> Dict[str, float]:
         """Learn from a batch of examples: the CRF negative log-likelihood of
         their gold tags, backpropagated through the CRF and the model."""
-        if losses is None:
-            losses = {}
-        losses.setdefault(self.name, 0.0)
         examples = list(examples)
         validate_examples(examples, "CRFEntityRecognizer.update")
-        if not any(len(eg.predicted) for eg in examples):
-            return losses  # no tokens in any doc: nothing to learn, as spaCy's tagger
-        apply_thread_policy()
-        gold, allowed = self._gold_and_allowed(examples)
-        set_dropout_rate(self.model, drop)
-        scores, backprop_scores = self.model.begin_update([eg.predicted for eg in examples])
-        loss, d_scores = self._train_crf(scores, gold, allowed)
-        backprop_scores(d_scores)
-        if sgd not in (None, False):
-            self.finish_update(cast(Optimizer, sgd))
-        losses[self.name] += loss
-        return losses
+        return self._learn(examples, drop, sgd, losses, self._gold_and_allowed)
 
     def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
         """CRF negative log-likelihood of the gold tags, summed over the batch,
@@ -603,7 +589,7 @@ class CRFEntityRecognizer(TrainablePipe):
     ) -> Tuple[float, List[Floats2d]]:
         """The CRF layer's forward and backward pass: the loss and the
         gradient of the scores; the CRF's own gradients accumulate for the
-        next ``finish_update``. Only ``update`` and ``rehearse`` call it."""
+        next ``finish_update``. Only ``update`` and ``rehearse`` (through ``_learn``) call it."""
         with self._training_errors():
             nll, backprop = get_crf(self.model).begin_update((scores, gold, allowed))
         loss = self._checked_loss(nll)
@@ -640,9 +626,6 @@ class CRFEntityRecognizer(TrainablePipe):
         """Rehearsal update: the CRF loss of the tags that the model had when
         ``nlp.resume_training()`` was called (its Viterbi paths on these docs),
         so that training on new data does not make it forget them."""
-        if losses is None:
-            losses = {}
-        losses.setdefault(self.name, 0.0)
         if self._rehearsal_model is None:
             raise ValueError(
                 f"Component {self.name!r} has no model to rehearse: call nlp.resume_training() "
@@ -650,20 +633,41 @@ class CRFEntityRecognizer(TrainablePipe):
             )
         examples = list(examples)
         validate_examples(examples, "CRFEntityRecognizer.rehearse")
+        if sgd not in (None, False) and not isinstance(sgd, Optimizer):
+            sgd = cast(Optimizer, _GradientCollector(sgd))  # Language.rehearse's collector, see _GradientCollector
+        return self._learn(examples, drop, sgd, losses, self._teacher_tags)
+
+    def _teacher_tags(self, examples: List[Example]) -> Tuple[List[Ints1d], Optional[List[numpy.ndarray]]]:
+        """The rehearsal model's Viterbi tags of the examples' docs, and the constraints they were decoded within."""
+        teacher = cast(Model, self._rehearsal_model)
         docs = [eg.predicted for eg in examples]
-        if not any(len(doc) for doc in docs):
+        allowed = self._allowed_tags(docs, presets=False)
+        return self._viterbi(teacher, teacher.predict(docs), allowed), allowed
+
+    def _learn(
+        self,
+        examples: List[Example],
+        drop: float,
+        sgd: Optional[Optimizer],
+        losses: Optional[Dict[str, float]],
+        targets: Callable[[List[Example]], Tuple[List[Ints1d], Optional[List[numpy.ndarray]]]],
+    ) -> Dict[str, float]:
+        """One training step on the CRF loss of ``targets(examples)`` (tag ids
+        per doc and the constraints they satisfy): the CRF's and the model's
+        backward passes, then ``finish_update``. Batches without tokens teach
+        nothing and change nothing, as in spaCy's tagger."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        if not any(len(eg.predicted) for eg in examples):
             return losses
         apply_thread_policy()
-        allowed = self._allowed_tags(docs, presets=False)
-        teacher = self._rehearsal_model
-        teacher_tags = self._viterbi(teacher, teacher.predict(docs), allowed)
+        tags, allowed = targets(examples)
         set_dropout_rate(self.model, drop)
-        scores, backprop_scores = self.model.begin_update(docs)
-        loss, d_scores = self._train_crf(scores, teacher_tags, allowed)
+        scores, backprop_scores = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = self._train_crf(scores, tags, allowed)
         backprop_scores(d_scores)
         if sgd not in (None, False):
-            if not isinstance(sgd, Optimizer):  # Language.rehearse's collector, see _GradientCollector
-                sgd = cast(Optimizer, _GradientCollector(sgd))
             self.finish_update(cast(Optimizer, sgd))
         losses[self.name] += loss
         return losses
