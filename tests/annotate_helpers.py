@@ -17,7 +17,7 @@ RULER_PATTERNS = (("PER", "Alice"), ("LOC", "Paris"))
 def ruler_pipeline(path: Path, patterns: Sequence[Tuple[str, str]] = RULER_PATTERNS) -> Path:
     """A blank English pipeline whose entity_ruler tags each (label, word) pattern,
     saved to ``path``."""
-    nlp = spacy.blank("en")
+    nlp = spacy.blank("xx")
     ruler = nlp.add_pipe("entity_ruler")
     ruler.add_patterns([{"label": label, "pattern": word} for label, word in patterns])  # type: ignore[attr-defined]
     nlp.to_disk(path)

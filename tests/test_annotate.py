@@ -108,7 +108,7 @@ def custom_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_nlp() -> Language:
     """crf_ner with a tiny tok2vec, trained on 12 sentences until it gets them right."""
-    nlp = make_nlp(ENCODER, lang="en", tok2vec=TOK2VEC)
+    nlp = make_nlp(ENCODER, lang="xx", tok2vec=TOK2VEC)
     train(nlp, 30, data=[sentence(i) for i in range(12)])
     return nlp
 
@@ -121,7 +121,7 @@ def model(trained_nlp: Language, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def _with_component(trained_nlp: Language, component: str, path: Path) -> Path:
-    nlp = spacy.blank("en")
+    nlp = spacy.blank("xx")
     nlp.add_pipe("crf_ner", source=trained_nlp)
     nlp.add_pipe(component)
     nlp.to_disk(path)
@@ -242,6 +242,7 @@ def test_jsonl_in_jsonl_out(model: Path, tmp_path: Path) -> None:
     assert saved["entities"] == summary.entities and saved["docs_in"] == 12
 
 
+@pytest.mark.slow
 def test_text_in_parquet_out_ids_are_line_numbers(model: Path, tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")
     texts = [sentence(n)[0] for n in range(5)]
@@ -260,6 +261,7 @@ def test_text_in_parquet_out_ids_are_line_numbers(model: Path, tmp_path: Path) -
     assert (summary.docs_in, summary.annotated, summary.rejected) == (8, 5, 3)
 
 
+@pytest.mark.slow
 def test_parquet_file_and_folder_in(model: Path, tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -347,6 +349,7 @@ def test_bad_records_go_to_rejects_with_line_and_reason(model: Path, tmp_path: P
     assert "rejected:  12 (see _rejects.jsonl)" in summary.format()
 
 
+@pytest.mark.slow
 def test_strict_stops_at_the_first_bad_record(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     source = tmp_path / "bad.jsonl"
     source.write_bytes(b"\n".join(line for line, _ in BAD_LINES))
@@ -357,6 +360,7 @@ def test_strict_stops_at_the_first_bad_record(model: Path, tmp_path: Path, capsy
     )
 
 
+@pytest.mark.slow
 def test_first_good_record_sets_the_id_type(model: Path, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     rows = [{"id": 1.5, "text": "x"}, {"id": "a", "text": sentence(0)[0]}, {"id": 2, "text": sentence(1)[0]}]
@@ -372,6 +376,7 @@ def test_first_good_record_sets_the_id_type(model: Path, tmp_path: Path) -> None
 # --- confidence from scored spans ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_spans_key_adds_confidence(scored_model: Path, tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", range(3))
     run(scored_model, source, tmp_path / "out.jsonl", spans_key="scored")
@@ -410,6 +415,7 @@ def test_resume_after_kill_9_gives_every_id_once(slow_model: Path, custom_code: 
     assert not list((output / "_staging").glob("*"))
 
 
+@pytest.mark.slow
 def test_a_finished_job_is_not_redone_and_settings_must_match(model: Path, tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", range(6))
     first = run(model, source, tmp_path / "out.jsonl", shard_size=2)

@@ -96,6 +96,7 @@ def test_a_line_over_the_line_limit_is_rejected_unread(
     assert reasons(tmp_path / "out.jsonl") == [(2, f"line is {len(good(2, 'y' * 200))} bytes, over the limit of 100")]
 
 
+@pytest.mark.slow
 def test_bad_parquet_values_are_rejects(model: Path, tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -200,6 +201,7 @@ raw_lines = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(raw_lines, min_size=1, max_size=12))
 def test_fuzz_the_readers_yield_one_record_or_reject_per_line(tmp_path: Path, lines: List[bytes]) -> None:
@@ -222,6 +224,7 @@ def fuzz_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(raw_lines, min_size=1, max_size=30), output_format=st.sampled_from(["jsonl", "parquet"]))
 def test_fuzz_a_job_never_crashes_and_its_counts_add_up(

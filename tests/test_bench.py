@@ -132,6 +132,7 @@ def test_paired_bootstrap_of_identical_systems_is_zero():
     assert result["delta_f1"] == 0.0 and result["ci_low"] == 0.0 and result["ci_high"] == 0.0
 
 
+@pytest.mark.slow
 def test_paired_bootstrap_matches_the_paired_normal_interval():
     """With one gold entity per sentence, F1 is the share of sentences right,
     so the difference is a mean of paired per-sentence differences and its
@@ -403,6 +404,7 @@ def _synthetic_cells(folder: Path) -> None:
             store.write(_training_cell("main", system, 1.0, seed, rng.random(300) < p, p))
 
 
+@pytest.mark.slow
 def test_report_is_deterministic_and_holds_the_comparisons(tmp_path):
     from bench.report import write_report
 
@@ -647,6 +649,7 @@ def test_quick_benchmark_runs_end_to_end(tmp_path):
     assert (tmp_path / "again.json").read_bytes() == (tmp_path / "aggregate.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_breakdown_profiles_each_system_per_layer(tmp_path):
     """``python -m bench breakdown``: per system, chars/s and microseconds per
     character of each timed layer, the rest as "other", ratios to ``ner``."""

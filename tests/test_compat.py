@@ -20,6 +20,7 @@ def entities(nlp, texts):
     return [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in nlp.pipe(texts)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED["pipelines"]))
 def test_legacy_pipeline_predicts_as_it_did(name):
     nlp = spacy.load(LEGACY / name)

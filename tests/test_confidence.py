@@ -319,6 +319,7 @@ def test_legacy_pipeline_loads_with_defaults_and_gives_confidence():
 # --- transformer path -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_confidence_with_a_transformer_listener(tiny_bert):
     nlp = listener_nlp(tiny_bert, window=4, stride=3, spans_key="sc", head_lr_scale=20.0)
     train(nlp, steps=3)

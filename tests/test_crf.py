@@ -351,6 +351,7 @@ def test_no_nan_gradients_where_every_incoming_step_is_forbidden():
     check_gradients_against_naive(crf, emissions, mask, allowed, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_gradcheck_in_float64():
     """torch.autograd.gradcheck of the NLL and log Z with padding, allowed tags and partial gold."""
     crf = make_crf(constrained=True).double()

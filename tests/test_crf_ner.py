@@ -56,6 +56,7 @@ def favour_continuing(nlp: Language, bonus: float = 50.0) -> None:
 # --- training and prediction -----------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
 def test_overfits_tiny_data(encoder):
     nlp = make_nlp(encoder, head_lr_scale=5.0)
@@ -65,6 +66,7 @@ def test_overfits_tiny_data(encoder):
         assert char_entities(nlp(text)) == ents
 
 
+@pytest.mark.slow
 def test_trains_with_bio_scheme():
     nlp = make_nlp(scheme="BIO")
     train(nlp, steps=60)
@@ -147,13 +149,14 @@ def test_evaluate_scores_the_predictions_with_the_scorer_setting(trained_pipelin
     assert "ents_f" not in custom.evaluate(examples(custom))
 
 
+@pytest.mark.slow
 def test_default_model_takes_the_encoders_defaults_and_learns():
     """The default model names the BiLSTM encoder without settings (its
     defaults have one source, BiLSTMEncoder.v1), and it learns the tiny data."""
     assert Config().from_str(DEFAULT_CRF_NER_MODEL)["model"]["encoder"] == {
         "@architectures": "spacy-bilstm-crf.BiLSTMEncoder.v1"
     }
-    nlp = spacy.blank("en")
+    nlp = spacy.blank("xx")
     nlp.add_pipe("crf_ner")
     train(nlp, steps=40)
     assert char_entities(nlp("Alice lives in Paris")) == [(0, 5, "PER"), (15, 20, "LOC")]
@@ -353,7 +356,7 @@ def test_encoder_dropout_comes_from_its_config_not_from_drop():
 
 
 def test_unknown_factory_setting_is_rejected():
-    nlp = spacy.blank("en")
+    nlp = spacy.blank("xx")
     with pytest.raises(Exception, match="extra fields not permitted|not permitted|unexpected"):
         nlp.add_pipe("crf_ner", config={"hidden_width": 64})
 
@@ -366,14 +369,14 @@ def test_bad_settings_give_clear_errors():
 
 
 def test_wrong_nO_in_config():
-    nlp = spacy.blank("en")
+    nlp = spacy.blank("xx")
     nlp.add_pipe("crf_ner", config={"model": {**crf_tagger(), "nO": 5}})
     with pytest.raises(ValueError, match="nO is 5.*13 tags"):
         nlp.initialize(lambda: examples(nlp))
 
 
 def test_listener_width_mismatch_gives_clear_error():
-    nlp = spacy.blank("en")
+    nlp = spacy.blank("xx")
     nlp.add_pipe("tok2vec", config={"model": cnn_tok2vec(width=32)})
     listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 16, "upstream": "*"}
     nlp.add_pipe("crf_ner", config={"model": crf_tagger("bilstm", listener)})

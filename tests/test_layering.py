@@ -93,6 +93,7 @@ def test_data_tools_load_no_torch(code):
     assert heavy_modules_after(code) == "[]"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared data not available")
 def test_fetch_loads_no_torch(tmp_path):
     args = ["fetch", "msra", str(tmp_path / "msra"), "--local", str(SHARED_DATA), "--limit", "5"]

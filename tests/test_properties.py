@@ -93,7 +93,7 @@ WORDS = "Alice Bob Paris London Google New York lives in at the 😀 北京".spl
 # --- pipelines ---------------------------------------------------------------------
 
 
-def build(encoder: str, scheme: str, trained: bool, lang: str = "en") -> Language:
+def build(encoder: str, scheme: str, trained: bool, lang: str = "xx") -> Language:
     """crf_ner initialized on the tiny data, and trained for 10 steps if ``trained``."""
     nlp = make_nlp(encoder, lang=lang, scheme=scheme)
     train(nlp, steps=10 if trained else 0)
@@ -277,6 +277,7 @@ def test_100k_character_chinese_document(capsys):
     assert doc.ents
 
 
+@pytest.mark.slow
 def test_5000_token_english_document_through_a_transformer(tiny_bert, capsys):
     nlp = listener_nlp(tiny_bert)
     train(nlp, steps=0)

@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
     import spacy_bilstm_crf.pipeline.crf_ner
     from spacy.training import Example
 
-    nlp = spacy.blank("en")
+    nlp = spacy.blank("xx")
     tok2vec = {
         "@architectures": "spacy.HashEmbedCNN.v2", "pretrained_vectors": None, "width": 16, "depth": 1,
         "embed_size": 100, "window_size": 1, "maxout_pieces": 2, "subword_features": False,

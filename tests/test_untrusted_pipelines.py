@@ -52,7 +52,7 @@ def saved_trf(tiny_bert, tmp_path_factory) -> Path:
 def saved_trf_only(tiny_bert, tmp_path_factory) -> Path:
     """A pipeline with a transformer and no crf_ner: not ours, but our CLI loads it."""
     path = tmp_path_factory.mktemp("trf-only") / "pipeline"
-    nlp = spacy.blank("en")
+    nlp = spacy.blank("xx")
     nlp.add_pipe("transformer", config={"model": transformer_model(tiny_bert)})
     initialized(nlp).to_disk(path)
     return path
@@ -218,6 +218,7 @@ def test_check_model_bytes_leaves_other_data_to_its_loader():
         check_model_bytes(srsly.msgpack_dumps({"shims": [[srsly.msgpack_dumps({"tokenizer": []})]]}), "x")
 
 
+@pytest.mark.slow
 def test_guarded_pipeline_still_pickles_and_the_guard_is_installed_once(saved_trf):
     import copy
     import pickle
