@@ -2,7 +2,9 @@
 
 Stages: ``grid`` (every system with a fresh head, at each scale of the
 corpus's grid, seed 0, short budget), ``main`` (every trained system at its
-chosen scale, the corpus's seeds, the convergence budget), ``speed`` (one
+chosen scale, the corpus's seeds, the convergence budget), ``ablation``
+(MSRA: one feature or recipe change per row of the default BiLSTM-CRF, one
+seed, the default three), ``speed`` (one
 interleaved speed cell per corpus and device) and ``micro`` (the CRF alone
 against length, and the heads alone per corpus).
 """
@@ -10,9 +12,9 @@ against length, and the heads alone per corpus).
 from typing import Dict, List, Optional, Sequence
 
 from .cells import CellStore
-from .specs import GRID, MAIN, MICRO, SPEED, CellKey, CorpusSpec, scale_setting
+from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, CellKey, CorpusSpec, scale_setting
 from .stats import choose_scale
-from .systems import SYSTEMS, trained_systems
+from .systems import ABLATIONS, SYSTEMS, trained_systems
 
 
 class MissingGridError(RuntimeError):
@@ -73,6 +75,17 @@ def main_keys(corpus: CorpusSpec, scales: Dict[str, float]) -> List[CellKey]:
     return keys
 
 
+def ablation_keys(corpus: CorpusSpec) -> List[CellKey]:
+    """The ablation rows of ``corpus``: one seed each, the default row its ``seeds``."""
+    if corpus.ablation is None:
+        return []
+    keys = []
+    for name, spec in ABLATIONS.get(corpus.name, {}).items():
+        seeds = corpus.seeds[: spec.seeds or 1]
+        keys += [CellKey(corpus.name, ABLATION, name, scale_setting(corpus.grid_scales[0]), seed) for seed in seeds]
+    return keys
+
+
 def speed_keys(corpus: CorpusSpec, device: str) -> List[CellKey]:
     return [CellKey(corpus.name, SPEED, "all", device, 0)]
 
@@ -101,6 +114,8 @@ def planned_keys(
             keys += main_keys(corpus, chosen)
         if SPEED in stages:
             keys += speed_keys(corpus, device)
+        if ABLATION in stages:
+            keys += ablation_keys(corpus)
     if MICRO in stages:
         keys += micro_keys([c.name for c in corpora], device)
     return keys

@@ -64,9 +64,13 @@ def _read_splits(
         train_corpus = read_column_file(folder / "train.txt", lenient=True)
         test_corpus = read_column_file(folder / "test.txt", lenient=True)
         notes["repairs"] = {"train": train_corpus.repair_counts(), "test": test_corpus.repair_counts()}
-        train, dev = split_dev(train_corpus.sentences, limits.dev_fraction, limits.seed)
+        train, dev = split_dev(train_corpus.sentences, limits.dev_fraction, limits.seed, limits.dev_split)
         splits = {"train": train, "dev": dev, "test": test_corpus.sentences}
-        notes["dev_source"] = f"seeded {limits.dev_fraction:.0%} of train.txt (seed {limits.seed}), removed from train"
+        share = f"{limits.dev_fraction:.0%} of train.txt"
+        if limits.dev_split == "block":
+            notes["dev_source"] = f"the last {share}, one contiguous block, removed from train"
+        else:
+            notes["dev_source"] = f"seeded {share} (seed {limits.seed}), removed from train"
     else:
         raise ValueError(f"unknown corpus {name!r}")
     return splits, notes

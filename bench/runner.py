@@ -16,7 +16,7 @@ from .cells import CellError, CellStore, run_cells, select, spec_json
 from .common import CELLS, DEFAULT_DATA, REPO, log, read_json, write_json
 from .docbins import prepare_corpus, read_meta
 from .provenance import package_hash
-from .specs import GRID, MAIN, MICRO, SPEED, STAGES, CellKey, CellSpec, CorpusSpec
+from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, STAGES, TRAINING_STAGES, CellKey, CellSpec, CorpusSpec
 from .systems import SYSTEMS, trained_systems
 
 DEFAULT_WORK = REPO / "bench" / "work"
@@ -94,9 +94,11 @@ class Context:
     def spec(self, key: CellKey) -> CellSpec:
         corpus = corpus_spec(key.corpus, self.quick) if key.corpus != "any" else None
         budget = None
-        if corpus is not None and key.stage in (GRID, MAIN):
+        if corpus is not None and key.stage in TRAINING_STAGES:
             epoch = sum(read_meta(self.corpus_dir(key.corpus))["lengths"]["train"])
-            budget = (corpus.grid if key.stage == GRID else corpus.main).budget(epoch)
+            rule = {GRID: corpus.grid, MAIN: corpus.main, ABLATION: corpus.ablation}[key.stage]
+            assert rule is not None, f"{corpus.name} has no {key.stage} budget"
+            budget = rule.budget(epoch)
         systems: List[str] = []
         scales: Dict[str, float] = {}
         if key.stage == SPEED and corpus is not None:

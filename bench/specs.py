@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 # Stages of the benchmark, in the order a full run goes through them.
-GRID, MAIN, SPEED, MICRO = "grid", "main", "speed", "micro"
-STAGES: Tuple[str, ...] = (GRID, MAIN, SPEED, MICRO)
-TRAINING_STAGES: Tuple[str, ...] = (GRID, MAIN)
+GRID, MAIN, SPEED, MICRO, ABLATION = "grid", "main", "speed", "micro", "ablation"
+STAGES: Tuple[str, ...] = (GRID, MAIN, SPEED, MICRO, ABLATION)
+TRAINING_STAGES: Tuple[str, ...] = (GRID, MAIN, ABLATION)
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Limits:
     dev_fraction: float = 0.02
     seed: int = 0
     max_lines: Optional[int] = None
+    dev_split: str = "block"  # how MSRA's dev is carved from train (``split_dev``)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class CorpusSpec:
     speed_steps: int  # training steps per system per round
     speed_words: int  # test words per system per inference round
     grid_systems: Optional[Tuple[str, ...]] = None  # None: every system with a fresh head (--quick: fewer)
+    ablation: Optional[BudgetRule] = None  # the feature and recipe ablation's budget (None: no ablation)
 
     @property
     def has_grid(self) -> bool:
@@ -104,6 +106,9 @@ class SystemSpec:
     encoder: Optional[Dict[str, Any]] = None
     sized_to: Optional[str] = None
     seeds: Optional[int] = None  # main-stage seeds, when fewer than the corpus's (speed-only variants)
+    # Config changes, by dotted path ("components.crf_ner.model.tok2vec"), made before
+    # spaCy ``ner`` takes crf_ner's tok2vec: how an ablation row differs from its base.
+    overrides: Optional[Dict[str, Any]] = None
 
     @property
     def trained(self) -> bool:

@@ -61,12 +61,79 @@ SYSTEMS: Dict[str, Dict[str, SystemSpec]] = {
     "msra": {s.name: s for s in _systems("CNN", False)},
 }
 
+_TOK2VEC = "components.crf_ner.model.tok2vec"
+_EMBED = f"{_TOK2VEC}.embed"
+# spaCy's HashEmbedCNN as the Chinese configs had it before CharNgramEmbed (issue 25).
+HASH_EMBED_CNN = {
+    "@architectures": "spacy.HashEmbedCNN.v2",
+    "pretrained_vectors": None,
+    "width": 96,
+    "depth": 4,
+    "embed_size": 4000,
+    "window_size": 1,
+    "maxout_pieces": 3,
+    "subword_features": False,
+}
+
+
+def _ablation_rows() -> List[SystemSpec]:
+    """The Chinese feature and recipe ablation: each row the default BiLSTM-CRF
+    config (``configs/zh/cnn_bilstm_crf.cfg``) with one thing changed."""
+    default = "characters + bigrams + jieba words, the configs' recipe"
+    return [
+        SystemSpec("words", f"BiLSTM-CRF, {default}", "crf_ner", base="bilstm_crf", seeds=3),
+        SystemSpec(
+            "bigrams",
+            "BiLSTM-CRF, characters + bigrams (no word boundaries)",
+            "crf_ner",
+            base="bilstm_crf",
+            overrides={f"{_EMBED}.segmenter": None},
+        ),
+        SystemSpec(
+            "chars",
+            "BiLSTM-CRF, characters alone (CharNgramEmbed without bigrams or words)",
+            "crf_ner",
+            base="bilstm_crf",
+            overrides={f"{_EMBED}.segmenter": None, f"{_EMBED}.bigrams": False},
+        ),
+        SystemSpec(
+            "hash_cnn",
+            "BiLSTM-CRF, the old features (HashEmbedCNN.v2, 4,000 rows), the configs' recipe",
+            "crf_ner",
+            base="bilstm_crf",
+            overrides={_TOK2VEC: HASH_EMBED_CNN},
+        ),
+        SystemSpec(
+            "words_old_recipe",
+            "BiLSTM-CRF, characters + bigrams + words, the old recipe (constant 1e-3, dropout 0.1)",
+            "crf_ner",
+            base="bilstm_crf",
+            overrides={"training.optimizer.learn_rate": 0.001, "training.dropout": 0.1},
+        ),
+        SystemSpec("idcnn_words", f"IDCNN-CRF (residual), {default}", "crf_ner", base="idcnn_crf"),
+        SystemSpec("ner_words", f"spaCy ner, {default}", "ner", base="crf"),
+    ]
+
+
+ABLATIONS: Dict[str, Dict[str, SystemSpec]] = {"msra": {s.name: s for s in _ablation_rows()}}
+
 
 def system(corpus: str, name: str) -> SystemSpec:
+    known = {**SYSTEMS.get(corpus, {}), **ABLATIONS.get(corpus, {})}
     try:
-        return SYSTEMS[corpus][name]
+        return known[name]
     except KeyError:
-        raise ValueError(f"unknown system {corpus}/{name}: choose from {sorted(SYSTEMS.get(corpus, {}))}") from None
+        raise ValueError(f"unknown system {corpus}/{name}: choose from {sorted(known)}") from None
+
+
+def _override(config: Dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    if leaf not in node:
+        raise KeyError(f"ablation override {path!r}: no such setting in the base config")
+    node[leaf] = copy.deepcopy(value)
 
 
 def trained_systems(corpus: str) -> List[str]:
@@ -196,6 +263,8 @@ def build_config(
     # ner's actions); a sample holds them all. Training goes through the plan.
     config["corpora"]["train"]["limit"] = INIT_SAMPLE
     config["system"]["seed"] = int(seed)
+    for path, value in (spec.overrides or {}).items():
+        _override(config, path, value)
     component = config["components"]["crf_ner"]
     if spec.kind == "ner":
         tok2vec = copy.deepcopy(dict(component["model"]["tok2vec"]))

@@ -149,6 +149,7 @@ def train_spacy(
     return {
         **recorder.result(),
         **test,
+        "model_bytes": sum(path.stat().st_size for path in best_dir.rglob("*") if path.is_file()),
         "init_seconds": init_seconds,
         "schedule": sched,
         "config": config_summary(nlp.config),
@@ -169,5 +170,6 @@ def config_summary(config: Any) -> Dict[str, Any]:
         "L2": training["optimizer"]["L2"],
         "batcher_size": dict(training["batcher"]["size"]),
         "encoder": dict(model["encoder"]) if "encoder" in model else None,
+        "tok2vec": dict(model["tok2vec"]),
         "architecture": model["@architectures"],
     }

@@ -16,7 +16,7 @@ from .common import peak_rss_mb, read_json, write_json
 from .docbins import read_meta
 from .provenance import bench_hash, device_name, git_commit, loadavg, machine_info, package_hash
 from .rules import infer_batch_size
-from .specs import GRID, MAIN, MICRO, SPEED, CellSpec, setting_scale
+from .specs import MICRO, SPEED, TRAINING_STAGES, CellSpec, setting_scale
 
 
 def transformer_info(path: Optional[str]) -> Optional[Dict[str, Any]]:
@@ -124,7 +124,7 @@ def run_cell(spec: CellSpec) -> Dict[str, Any]:
         require_gpu()
     before = loadavg()
     start = time.perf_counter()
-    if key.stage in (GRID, MAIN):
+    if key.stage in TRAINING_STAGES:
         result = _training(spec)
     elif key.stage == SPEED:
         result = _speed(spec)

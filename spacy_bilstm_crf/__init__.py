@@ -19,6 +19,7 @@ _LAZY = {
     "IDCNNEncoder_v1": "spacy_bilstm_crf.models.encoders",
     "IDCNNEncoder_v2": "spacy_bilstm_crf.models.encoders",
     "NoEncoder_v1": "spacy_bilstm_crf.models.encoders",
+    "CharNgramEmbed_v1": "spacy_bilstm_crf.models.char_embed",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -199,9 +199,16 @@ def _add_convert(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
         type=_fraction,
         default=0.0,
         metavar="F",
-        help="put this fraction of the docs, chosen by a seeded shuffle, in OUTPUT_DIR/dev.spacy",
+        help="put this fraction of the docs in OUTPUT_DIR/dev.spacy (see --dev-split)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the dev split (default 0)")
+    parser.add_argument(
+        "--dev-split",
+        choices=("block", "random"),
+        default="block",
+        help="block (default): the last docs of the file, so dev holds whole documents unseen in training and "
+        "scores like new text; random: a seeded shuffle (dev then shares documents with train and scores high)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random dev split (default 0)")
     parser.add_argument(
         "--lenient",
         action="store_true",
@@ -243,6 +250,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             dev_fraction=dev_fraction[path],
             seed=args.seed,
             lenient=args.lenient,
+            dev_split=args.dev_split,
         )
         print(summary.format(verbose=args.verbose))
     return 0

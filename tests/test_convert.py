@@ -286,12 +286,24 @@ def test_n_sents_grouping_keeps_sentence_starts(tmp_path: Path) -> None:
     assert [s.tokens for s in docs_to_sentences(docs)] == [[f"s{i}a", f"s{i}b"] for i in range(5)]
 
 
-def test_dev_split_is_seeded_and_sized(tmp_path: Path) -> None:
+def test_dev_split_is_the_last_block_by_default(tmp_path: Path) -> None:
+    text = column_text([[f"t{i} O", f"u{i} B-X"] for i in range(20)])
+    path = write(tmp_path, text, "train.txt")
+    summary = convert(path, tmp_path / "out", dev_fraction=0.25, seed=3)
+    assert summary.dev_docs == 5
+    assert [d.text for d in load_docs(tmp_path / "out" / "dev.spacy")] == [f"t{i} u{i}" for i in range(15, 20)]
+    assert [d.text for d in load_docs(tmp_path / "out" / "train.spacy")] == [f"t{i} u{i}" for i in range(15)]
+    assert split_dev(list(range(10)), 0.3) == (list(range(7)), [7, 8, 9])
+    with pytest.raises(ValueError, match="dev split must be one of block, random, got 'shuffle'"):
+        split_dev(list(range(10)), 0.3, how="shuffle")
+
+
+def test_random_dev_split_is_seeded_and_sized(tmp_path: Path) -> None:
     text = column_text([[f"t{i} O", f"u{i} B-X"] for i in range(20)])
     path = write(tmp_path, text, "train.txt")
     runs: Dict[int, List[List[str]]] = {}
     for seed, out in ((1, "a"), (1, "b"), (2, "c")):
-        summary = convert(path, tmp_path / out, dev_fraction=0.25, seed=seed)
+        summary = convert(path, tmp_path / out, dev_fraction=0.25, seed=seed, dev_split="random")
         assert summary.output_paths == [tmp_path / out / "train.spacy", tmp_path / out / "dev.spacy"]
         assert (summary.docs, summary.dev_docs) == (20, 5)
         train = [d.text for d in load_docs(tmp_path / out / "train.spacy")]
@@ -300,7 +312,7 @@ def test_dev_split_is_seeded_and_sized(tmp_path: Path) -> None:
         assert sorted(train + dev) == sorted(f"t{i} u{i}" for i in range(20))
         runs.setdefault(seed, []).append(dev)
     assert runs[1][0] == runs[1][1] != runs[2][0]
-    assert split_dev(list(range(10)), 0.3, seed=7) == split_dev(list(range(10)), 0.3, seed=7)
+    assert split_dev(list(range(10)), 0.3, seed=7, how="random") == split_dev(list(range(10)), 0.3, 7, "random")
     assert split_dev(list(range(3)), 0.01)[1] != []  # at least one dev item
     with pytest.raises(ValueError):
         split_dev([1], 0.5)

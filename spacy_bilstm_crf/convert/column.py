@@ -372,20 +372,30 @@ def write_column_file(docs: Iterable["Doc"], path: PathLike, scheme: str = "BIO"
     return len(sentences)
 
 
-def split_dev(items: Sequence[T], fraction: float, seed: int = 0) -> Tuple[List[T], List[T]]:
-    """Seeded random split into (rest, dev); each keeps the input order.
+DEV_SPLITS = ("block", "random")
+
+
+def split_dev(items: Sequence[T], fraction: float, seed: int = 0, how: str = "block") -> Tuple[List[T], List[T]]:
+    """Split into (rest, dev); each keeps the input order.
 
     The dev part has ``round(len(items) * fraction)`` items, at least one and
-    at most ``len(items) - 1`` when ``fraction > 0``.
+    at most ``len(items) - 1`` when ``fraction > 0``. ``how="block"``: the last
+    items, one contiguous block (sentences of one document stay together, so
+    dev scores like unseen text); ``"random"``: a shuffle seeded by ``seed``
+    (neighbouring sentences of train land in dev, which then scores high).
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"dev fraction must be in [0, 1), got {fraction}")
+    if how not in DEV_SPLITS:
+        raise ValueError(f"dev split must be one of {', '.join(DEV_SPLITS)}, got {how!r}")
     n = len(items)
     if fraction == 0.0:
         return list(items), []
     if n < 2:
         raise ValueError(f"cannot carve a dev split out of {n} doc(s)")
     n_dev = min(max(round(n * fraction), 1), n - 1)
+    if how == "block":
+        return list(items[: n - n_dev]), list(items[n - n_dev :])
     order = list(range(n))
     random.Random(seed).shuffle(order)
     dev_ids = set(order[:n_dev])
@@ -457,12 +467,14 @@ def convert(
     dev_fraction: float = 0.0,
     seed: int = 0,
     lenient: bool = False,
+    dev_split: str = "block",
 ) -> ConversionSummary:
     """Convert a column file to ``OUTPUT_DIR/<stem>.spacy`` (and ``dev.spacy``).
 
     ``lang`` None or ``"auto"`` means ``"zh"`` for character-per-line Chinese
-    data, else ``"en"``. With ``dev_fraction > 0`` a seeded shuffle of the docs
-    puts that fraction of them in ``dev.spacy``.
+    data, else ``"en"``. With ``dev_fraction > 0`` that fraction of the docs
+    goes to ``dev.spacy``: the last ones (``dev_split="block"``) or a seeded
+    shuffle's (``"random"``); see ``split_dev``.
     """
     source = Path(input_path)
     out_dir = Path(output_dir)
@@ -480,7 +492,7 @@ def convert(
     corpus = read_column_file(source, scheme=scheme, delimiter=delimiter, lenient=lenient)
     lang_name = guess_lang(corpus.sentences) if lang in (None, "auto") else str(lang)
     docs = sentences_to_docs(corpus.sentences, lang_name, n_sents=n_sents)
-    rest, dev = split_dev(docs, dev_fraction, seed)
+    rest, dev = split_dev(docs, dev_fraction, seed, dev_split)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [write_docbin(rest, main_path)]
     if dev_fraction > 0:
