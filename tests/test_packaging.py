@@ -19,6 +19,7 @@ REGISTERED = {
         "spacy-bilstm-crf.IDCNNEncoder.v1",
         "spacy-bilstm-crf.IDCNNEncoder.v2",
         "spacy-bilstm-crf.NoEncoder.v1",
+        "spacy-bilstm-crf.CharNgramEmbed.v1",
     },
 }
 

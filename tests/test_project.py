@@ -87,9 +87,17 @@ def test_model_wheel_installs_and_runs_in_a_fresh_venv(project, tmp_path):
 
     train_docs = DocBin().from_disk(project / "corpus" / "msra" / "train.spacy").get_docs(Vocab())
     texts = EXAMPLES + [doc.text for doc in train_docs if doc.ents][:4]
+    # Nothing may be downloaded at run time (jieba's dictionary is in its package): no sockets.
     script = (
-        "import json, sys, spacy\n"
+        "import json, socket, sys\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise OSError('the packaged pipeline tried to open a network connection')\n"
+        "socket.socket = refuse\n"
+        "socket.create_connection = refuse\n"
+        "import spacy\n"
         "nlp = spacy.load('zh_crf_ner_msra')\n"
+        "assert nlp.config['components']['crf_ner']['model']['tok2vec']['embed']['@architectures'] =="
+        " 'spacy-bilstm-crf.CharNgramEmbed.v1'\n"
         "docs = nlp.pipe(json.loads(sys.argv[1]))\n"
         "print(json.dumps([[(e.start, e.end, e.label_) for e in d.ents] for d in docs]))\n"
     )

@@ -24,7 +24,7 @@ import hashlib
 import threading
 import warnings
 from functools import cache, lru_cache
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 import numpy
 from spacy.attrs import IDX, LENGTH, NORM, SPACY
@@ -188,10 +188,10 @@ def segmenter_identity(segmenter: str) -> Dict[str, str]:
 
 
 def _warn_if_segmenter_changed(model: Model) -> None:
-    if model.id in _CHECKED:
-        return
     installed = segmenter_identity(model.attrs["segmenter"])
     saved = {key: model.attrs.get(key) for key in installed}
+    if _CHECKED.get(model.id) == saved:
+        return
     if saved != installed:
         warnings.warn(
             f"This pipeline was trained with {model.attrs['segmenter']} {saved['segmenter_version']} "
@@ -200,7 +200,8 @@ def _warn_if_segmenter_changed(model: Model) -> None:
             "differ from training, and with them the entities.",
             stacklevel=3,
         )
-    _CHECKED.add(model.id)
+    _CHECKED[model.id] = saved
 
 
-_CHECKED: Set[int] = set()  # ids of the layers whose segmenter was compared with the installed one
+# Per layer (by id), the saved identity last compared with the installed segmenter.
+_CHECKED: Dict[int, Dict[str, Any]] = {}

@@ -81,7 +81,7 @@ def CharNgramEmbed_v1(
         tables.append(Embed(position_width, N_WORD_POSITIONS, column=WORD_POSITION))
         tables.append(HashEmbed(width, word_rows, column=WORD, seed=_SEED + 2))
         concat_width += position_width + width
-    return chain(
+    layers: Model[List[Doc], List[Floats2d]] = chain(
         char_ngram_features(segmenter, hmm),
         cast(Model[List[Ints2d], Ragged], list2ragged()),
         with_array(concatenate(*tables)),
@@ -90,6 +90,23 @@ def CharNgramEmbed_v1(
         with_array(Maxout(width, concat_width, nP=3, dropout=0.0, normalize=True)),
         ragged2list(),
     )
+    return Model("char_ngram_embed", _embed_forward, init=_embed_init, layers=[layers], dims={"nO": width})
+
+
+def _embed_init(
+    model: Model[List[Doc], List[Floats2d]], X: Optional[List[Doc]] = None, Y: Optional[List[Floats2d]] = None
+) -> None:
+    model.layers[0].initialize(X=X, Y=Y)
+
+
+def _embed_forward(
+    model: Model[List[Doc], List[Floats2d]], docs: List[Doc], is_train: bool
+) -> Tuple[List[Floats2d], Callable]:
+    if sum(len(doc) for doc in docs) == 0:
+        # No token in the batch (thinc would flatten the empty ids to floats): empty vectors.
+        width = model.get_dim("nO")
+        return [model.ops.alloc2f(0, width) for _ in docs], lambda d_vectors: []
+    return model.layers[0](docs, is_train)
 
 
 def _shared_columns(table: Model[Ints2d, Floats2d], columns: Tuple[int, ...]) -> Model[Ints2d, Floats2d]:
