@@ -90,10 +90,11 @@ def test_model_wheel_installs_and_runs_in_a_fresh_venv(project, tmp_path):
     # Nothing may be downloaded at run time (jieba's dictionary is in its package): no sockets.
     script = (
         "import json, socket, sys\n"
-        "def refuse(*args, **kwargs):\n"
-        "    raise OSError('the packaged pipeline tried to open a network connection')\n"
-        "socket.socket = refuse\n"
-        "socket.create_connection = refuse\n"
+        "class NoNetwork(socket.socket):\n"
+        "    def connect(self, *args):\n"
+        "        raise OSError('the packaged pipeline tried to open a network connection')\n"
+        "    connect_ex = connect\n"
+        "socket.socket = NoNetwork\n"
         "import spacy\n"
         "nlp = spacy.load('zh_crf_ner_msra')\n"
         "assert nlp.config['components']['crf_ner']['model']['tok2vec']['embed']['@architectures'] =="
