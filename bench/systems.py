@@ -176,12 +176,14 @@ def base_config(corpus: str, base: str = "crf") -> Config:
 
 def encoder_input_width(corpus: str, transformer: Optional[str]) -> int:
     """The width of the token vectors the encoder reads: the transformer's
-    hidden size (CoNLL) or the CNN tok2vec's width (MSRA)."""
+    hidden size (CoNLL) or the CPU tok2vec's width (MSRA)."""
     if is_transformer_corpus(corpus):
         if transformer is None:
             raise ValueError("a transformer folder is needed for CoNLL")
         return int(read_json(Path(transformer) / "config.json")["hidden_size"])
-    return int(base_config(corpus)["components"]["crf_ner"]["model"]["tok2vec"]["width"])
+    tok2vec = base_config(corpus)["components"]["crf_ner"]["model"]["tok2vec"]
+    # HashEmbedCNN has a width; spacy.Tok2Vec.v2 (over CharNgramEmbed) its encoder's.
+    return int(tok2vec["width"] if "width" in tok2vec else tok2vec["encode"]["width"])
 
 
 def encoder_block(corpus: str, spec: SystemSpec, width: int) -> Dict[str, Any]:
