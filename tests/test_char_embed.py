@@ -164,10 +164,19 @@ ANY_TEXT = st.text(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.fixture(scope="module")
+def any_text_model() -> Model:
+    return embed()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(texts=st.lists(ANY_TEXT, min_size=1, max_size=4))
-def test_any_text_gives_finite_vectors_of_every_token(texts):
-    model = ANY_TEXT_MODEL
+def test_any_text_gives_finite_vectors_of_every_token(any_text_model, texts):
+    model = any_text_model
     for nlp in (ZH, XX):
         docs = [nlp.make_doc(text) for text in texts]
         vectors = model.predict(docs)
@@ -176,13 +185,12 @@ def test_any_text_gives_finite_vectors_of_every_token(texts):
 
 
 XX = spacy.blank("xx")
-ANY_TEXT_MODEL = embed()
 
 
 @pytest.mark.slow
-def test_a_100000_character_doc():
+def test_a_100000_character_doc(any_text_model):
     text = ("中国科学院的王教授访问了清华大学。" * 6000)[:100_000]
-    (vectors,) = ANY_TEXT_MODEL.predict([char_doc(text)])
+    (vectors,) = any_text_model.predict([char_doc(text)])
     assert vectors.shape == (100_000, 8) and numpy.isfinite(vectors).all()
 
 
@@ -208,6 +216,7 @@ def zh_pipeline():
     return nlp
 
 
+@pytest.mark.slow
 def test_crf_ner_learns_the_tiny_chinese_data(zh_pipeline):
     for text, ents in ZH_TRAIN:
         assert char_entities(zh_pipeline(text)) == ents
@@ -237,6 +246,7 @@ def test_saved_pipeline_predicts_the_same_in_a_fresh_process_and_with_two_proces
     assert two == one
 
 
+@pytest.mark.slow
 def test_spacy_ner_takes_the_same_features():
     nlp = spacy.blank("zh")
     nlp.add_pipe(
