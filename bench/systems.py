@@ -63,17 +63,15 @@ SYSTEMS: Dict[str, Dict[str, SystemSpec]] = {
 
 _TOK2VEC = "components.crf_ner.model.tok2vec"
 _EMBED = f"{_TOK2VEC}.embed"
-# spaCy's HashEmbedCNN as the Chinese configs had it before CharNgramEmbed (issue 25).
-HASH_EMBED_CNN = {
-    "@architectures": "spacy.HashEmbedCNN.v2",
-    "pretrained_vectors": None,
-    "width": 96,
-    "depth": 4,
-    "embed_size": 4000,
-    "window_size": 1,
-    "maxout_pieces": 3,
-    "subword_features": False,
-}
+
+
+def _hash_embed_cnn() -> Dict[str, Any]:
+    """spaCy's HashEmbedCNN as the Chinese configs had it before CharNgramEmbed
+    (issue 25): the English CPU configs' block without subword features."""
+    block = dict(
+        load_config(REPO / "configs" / "en" / "cnn_bilstm_crf.cfg")["components"]["crf_ner"]["model"]["tok2vec"]
+    )
+    return {**block, "subword_features": False}
 
 
 def _ablation_rows() -> List[SystemSpec]:
@@ -101,7 +99,7 @@ def _ablation_rows() -> List[SystemSpec]:
             "BiLSTM-CRF, the old features (HashEmbedCNN.v2, 4,000 rows), the configs' recipe",
             "crf_ner",
             base="bilstm_crf",
-            overrides={_TOK2VEC: HASH_EMBED_CNN},
+            overrides={_TOK2VEC: _hash_embed_cnn()},
         ),
         SystemSpec(
             "words_old_recipe",
