@@ -6,9 +6,9 @@ aggregations of the same cells are identical."""
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .specs import GRID, MAIN, MICRO, SPEED, setting_scale
+from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, setting_scale
 from .stats import Counts, choose_scale, common_threshold, mean_sd, paired_bootstrap, time_to
-from .systems import SYSTEMS
+from .systems import ABLATIONS, SYSTEMS
 
 # The comparisons of issue 9 (a minus b), where both systems ran.
 COMPARISONS: Tuple[Tuple[str, str], ...] = (
@@ -19,6 +19,8 @@ COMPARISONS: Tuple[Tuple[str, str], ...] = (
     ("idcnn_crf", "spacy_ner"),
 )
 OWN_BEST_SHARE = 0.95
+# The ablation row every other row is compared with (issue 25): the configs' default.
+ABLATION_BASE = "words"
 
 Cell = Dict[str, Any]
 
@@ -71,6 +73,7 @@ def system_summary(corpus: str, name: str, runs: List[Cell], threshold: Optional
         "seeds": [c["seed"] for c in runs],
         "stopped_by": [c["stopped_by"] for c in runs],
         "seqeval_agrees": all(c.get("seqeval_agrees") for c in runs),
+        "package_hashes": sorted({c["package_hash"] for c in runs}),
     }
     for key in (
         "f1",
@@ -123,10 +126,14 @@ def head_to_head(main: Dict[str, Dict[str, List[Cell]]]) -> Dict[str, Dict[str, 
     return out
 
 
-def comparisons(main: Dict[str, Dict[str, List[Cell]]]) -> List[Dict[str, Any]]:
+def comparisons(
+    main: Dict[str, Dict[str, List[Cell]]], pairs: Optional[Sequence[Tuple[str, str]]] = None
+) -> List[Dict[str, Any]]:
+    """Paired bootstrap of test F1 for each pair (a, b) of systems that both ran
+    (default: ``COMPARISONS``), over every run of each."""
     out = []
     for corpus in sorted(main):
-        for a, b in COMPARISONS:
+        for a, b in COMPARISONS if pairs is None else pairs:
             runs_a, runs_b = main[corpus].get(a), main[corpus].get(b)
             if not runs_a or not runs_b:
                 continue
@@ -137,6 +144,84 @@ def comparisons(main: Dict[str, Dict[str, List[Cell]]]) -> List[Dict[str, Any]]:
                 Counts.of([c["sentence_counts"] for c in runs_a]), Counts.of([c["sentence_counts"] for c in runs_b])
             )
             out.append({"a": a, "b": b, "corpus": corpus, **result})
+    return out
+
+
+def _ablation_row(corpus: str, name: str, runs: List[Cell]) -> Dict[str, Any]:
+    spec = ABLATIONS.get(corpus, {}).get(name)
+    return {
+        "title": spec.title if spec else name,
+        "kind": runs[0]["config"].get("pipeline", ["?"])[-1],
+        "seeds": [c["seed"] for c in runs],
+        "f1_by_seed": [c["f1"] for c in runs],
+        "dev_f1_by_seed": [c["dev_f1_best"] for c in runs],
+        **{key: mean_sd([c[key] for c in runs]) for key in ("f1", "precision", "recall", "dev_f1_best", "epochs")},
+        "to_best_seconds": mean_sd([c["best"]["train_seconds"] for c in runs]),
+        "train_words_per_s": mean_sd([c["train_words_per_s"] for c in runs]),
+        # the test pass: prediction and scoring of every test sentence, one process
+        "test_words_per_s": mean_sd([c["data"]["splits"]["test"]["words"] / c["test_seconds"] for c in runs]),
+        "model_bytes": mean_sd([c["model_bytes"] for c in runs]),
+        "stopped_by": sorted({c["stopped_by"] for c in runs}),
+        "loadavg_before": max(c["loadavg_before"][0] for c in runs),
+        "loadavg_after": max(c["loadavg_after"][0] for c in runs),
+        "torch_threads": sorted({c.get("torch_threads") for c in runs}, key=str),
+        "package_hashes": sorted({c["package_hash"] for c in runs}),
+    }
+
+
+def _spearman(xs: Sequence[float], ys: Sequence[float]) -> Optional[float]:
+    """Spearman's rank correlation (ties take their mean rank); None under three points."""
+    if len(xs) < 3:
+        return None
+
+    def ranks(values: Sequence[float]) -> List[float]:
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        out = [0.0] * len(values)
+        start = 0
+        while start < len(order):
+            end = start
+            while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+                end += 1
+            for i in order[start : end + 1]:
+                out[i] = (start + end) / 2.0
+            start = end + 1
+        return out
+
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    var = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+    return cov / var if var else None
+
+
+def ablation_summary(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
+    """Per corpus: each ablation row (in ``ABLATIONS`` order) with test and dev
+    F1, seconds to its best dev F1, speed and size; whether dev ranks the rows
+    as test does; and each row against the default by paired bootstrap."""
+    by_row: Dict[str, Dict[str, List[Cell]]] = {}
+    for cell in _by(cells, ABLATION):
+        by_row.setdefault(cell["corpus"], {}).setdefault(cell["system"], []).append(cell)
+    out: Dict[str, Dict[str, Any]] = {}
+    for corpus, rows in sorted(by_row.items()):
+        known = ABLATIONS.get(corpus, {})
+        order = [n for n in known if n in rows] + sorted(n for n in rows if n not in known)
+        summary = {name: _ablation_row(corpus, name, rows[name]) for name in order}
+        dev = [summary[n]["dev_f1_best"]["mean"] for n in order]
+        test = [summary[n]["f1"]["mean"] for n in order]
+        out[corpus] = {
+            "rows": summary,
+            "base": ABLATION_BASE if ABLATION_BASE in rows else None,
+            "dev_vs_test": {
+                "spearman": _spearman(dev, test),
+                "best_by_dev": order[dev.index(max(dev))],
+                "best_by_test": order[test.index(max(test))],
+                "test_minus_dev": mean_sd([t - d for t, d in zip(test, dev)]),
+            },
+            "splits": rows[order[0]][0]["data"]["splits"],
+            "dev_source": rows[order[0]][0]["data"]["notes"].get("dev_source"),
+            "budget": rows[order[0]][0]["budget"],
+            "comparisons": comparisons({corpus: rows}, [(ABLATION_BASE, n) for n in order if n != ABLATION_BASE]),
+        }
     return out
 
 
@@ -300,6 +385,7 @@ def aggregate(cells: Sequence[Cell]) -> Dict[str, Any]:
         "speed": speed,
         "cpu_ratios": cpu_ratios(speed),
         "micro": micro_summary(cells),
+        "ablation": ablation_summary(cells),
     }
     result["targets"] = check_targets(result)
     return result

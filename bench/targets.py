@@ -146,6 +146,29 @@ def linearity_target(aggregate: Dict[str, Any]) -> Target:
     )
 
 
+def chinese_default_target(aggregate: Dict[str, Any]) -> Target:
+    """Issue 25: the default Chinese CPU BiLSTM-CRF's MSRA test F1, the mean of
+    its ablation seeds (the seeds' range as the interval), at least 88.0."""
+    ablation = aggregate.get("ablation", {}).get("msra", {})
+    row = ablation.get("rows", {}).get(ablation.get("base") or "")
+    f1 = (row or {}).get("f1", {})
+    enough = bool(row) and f1.get("n", 0) >= 3
+    return _target(
+        "msra_f1_default_cpu",
+        "msra: the default CPU BiLSTM-CRF's test F1 (ablation row, mean of 3 seeds; interval: the seeds' range)",
+        f1.get("mean"),
+        f1.get("min"),
+        f1.get("max"),
+        "mean >= 0.880",
+        (f1["mean"] >= 0.88) if enough else None,
+    )
+
+
 def check_targets(aggregate: Dict[str, Any]) -> List[Target]:
     """Every target with its value, interval, goal and whether it is met (None: not measured)."""
-    return [*accuracy_targets(aggregate), *speed_targets(aggregate), linearity_target(aggregate)]
+    return [
+        *accuracy_targets(aggregate),
+        *speed_targets(aggregate),
+        linearity_target(aggregate),
+        chinese_default_target(aggregate),
+    ]

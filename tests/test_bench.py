@@ -437,6 +437,71 @@ def test_report_is_deterministic_and_holds_the_comparisons(tmp_path):
     assert target["met"] is (bilstm_vs_ner["ci_low"] > 0)
 
 
+def _ablation_cell(system: str, seed: int, correct: numpy.ndarray, dev: float, package: str = "h"):
+    cell = _training_cell("ablation", system, 1.0, seed, correct, dev)
+    key = CellKey("msra", "ablation", system, "x1", seed)
+    cell.update(cell_id=key.cell_id, corpus="msra", package_hash=package, model_bytes=2_000_000, test_seconds=4.0)
+    cell.update(stopped_by="budget", best={"train_seconds": 30.0 + seed}, loadavg_before=[2.0 + seed, 0, 0])
+    cell["config"] = {"pipeline": ["ner" if system == "ner_words" else "crf_ner"]}
+    cell["data"] = {**cell["data"], "notes": {"dev_source": "the last 5% of train.txt"}}
+    cell["torch_threads"] = 1
+    return cell
+
+
+def test_ablation_rows_compare_with_the_default_and_the_page_says_the_split_is_not_sighans():
+    from bench.aggregate import ablation_summary
+    from bench.report import chinese_section
+    from bench.targets import chinese_default_target
+
+    rng = numpy.random.default_rng(5)
+    hits = {"words": 0.9, "bigrams": 0.8, "chars": 0.6, "ner_words": 0.85}
+    devs = {"words": 0.88, "bigrams": 0.79, "chars": 0.62, "ner_words": 0.78}
+    cells = [_ablation_cell(name, 0, rng.permutation(300) < 300 * p, devs[name]) for name, p in hits.items()]
+    cells += [_ablation_cell("words", seed, rng.permutation(300) < 270, 0.87) for seed in (1, 2)]
+    entry = ablation_summary(cells)["msra"]
+    assert list(entry["rows"]) == ["words", "bigrams", "chars", "ner_words"]  # ABLATIONS' order
+    words = entry["rows"]["words"]
+    assert words["seeds"] == [0, 1, 2] and words["f1"]["n"] == 3 and words["kind"] == "crf_ner"
+    assert entry["rows"]["ner_words"]["kind"] == "ner"
+    assert words["to_best_seconds"]["mean"] == 31.0 and words["loadavg_before"] == 4.0
+    assert words["test_words_per_s"]["mean"] == 100.0  # 400 test characters in 4 s
+    # dev ranks words > bigrams > ner_words > chars, test words > ner_words > bigrams > chars
+    assert entry["dev_vs_test"]["spearman"] == pytest.approx(0.8)
+    assert entry["dev_vs_test"]["best_by_dev"] == entry["dev_vs_test"]["best_by_test"] == "words"
+    pairs = [(c["a"], c["b"], c["runs_a"], c["runs_b"]) for c in entry["comparisons"]]
+    assert pairs == [("words", b, 3, 1) for b in ("bigrams", "chars", "ner_words")]
+    for c in entry["comparisons"]:
+        assert c["ci_low"] <= c["delta_f1"] <= c["ci_high"]
+
+    agg = {"ablation": {"msra": entry}, "systems": {}}
+    page = chinese_section(agg)
+    assert "**This test split is not SIGHAN's.**" in page and "4,365 and 172,601" in page
+    assert "at least 0.5 epochs (200 characters) and at most 1 epoch (400 characters), stopping" in page
+    assert "1 torch thread per cell" in page
+    assert "Seeds: `words` 3, `bigrams` 1" in page
+    assert f"| `words` | `chars` | {100 * entry['comparisons'][1]['delta_f1']:+.2f} |" in page
+    target = chinese_default_target(agg)
+    assert target["value"] == pytest.approx(words["f1"]["mean"])
+    assert target["met"] is (words["f1"]["mean"] >= 0.88)
+    one_seed = ablation_summary(cells[:4])["msra"]
+    assert chinese_default_target({"ablation": {"msra": one_seed}})["met"] is None  # needs three seeds
+    assert "No ablation cells yet" in chinese_section({"ablation": {}, "systems": {}})
+
+
+def test_spearman_matches_a_brute_force_rank_correlation():
+    from bench.aggregate import _spearman
+
+    assert _spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert _spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert _spearman([1, 2], [1, 2]) is None
+    rng = numpy.random.default_rng(0)
+    for _ in range(20):
+        xs, ys = rng.permutation(6).tolist(), rng.permutation(6).tolist()  # no ties: 1 - 6 sum d^2 / n(n^2 - 1)
+        d2 = sum((x - y) ** 2 for x, y in zip(xs, ys))
+        assert _spearman(xs, ys) == pytest.approx(1 - 6 * d2 / (6 * 35))
+    assert _spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(numpy.corrcoef([0.5, 0.5, 2], [0, 1, 2])[0, 1])
+
+
 def test_report_says_how_the_runs_stopped():
     from bench.report import stopping_note
 
@@ -605,7 +670,7 @@ def test_quick_benchmark_runs_end_to_end(tmp_path):
     cells = load_cells(tmp_path / "cells")
     stages = {(c["corpus"], c["stage"]) for c in cells}
     assert {("conll2003", "grid"), ("conll2003", "main"), ("msra", "main"), ("conll2003", "speed")} <= stages
-    assert {("msra", "speed"), ("any", "micro")} <= stages
+    assert {("msra", "speed"), ("any", "micro"), ("msra", "ablation")} <= stages
     grid: Dict[str, Optional[int]] = {}
     for cell in cells:
         if cell["stage"] in ("grid", "main"):
@@ -625,6 +690,8 @@ def test_quick_benchmark_runs_end_to_end(tmp_path):
             assert isinstance(ratios[key], float) and ratios[key] > 0, (corpus, key)
     page = (tmp_path / "benchmarks.md").read_text(encoding="utf8")
     assert "## Answers" in page and "Its figures mean nothing" in page and "CPU ratios" in page
+    assert "## Chinese (MSRA): features and recipe" in page and "not SIGHAN's" in page
+    assert set(aggregate["ablation"]["msra"]["rows"]) == {c["system"] for c in cells if c["stage"] == "ablation"}
     again = subprocess.run(
         [
             sys.executable,
