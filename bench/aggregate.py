@@ -161,6 +161,7 @@ def _ablation_row(corpus: str, name: str, runs: List[Cell]) -> Dict[str, Any]:
         # the test pass: prediction and scoring of every test sentence, one process
         "test_words_per_s": mean_sd([c["data"]["splits"]["test"]["words"] / c["test_seconds"] for c in runs]),
         "model_bytes": mean_sd([c["model_bytes"] for c in runs]),
+        "pretrain_seconds": mean_sd([c["pretrain_seconds"] for c in runs if c.get("pretrain_seconds") is not None]),
         "stopped_by": sorted({c["stopped_by"] for c in runs}),
         "loadavg_before": max(c["loadavg_before"][0] for c in runs),
         "loadavg_after": max(c["loadavg_after"][0] for c in runs),

@@ -488,6 +488,7 @@ def chinese_section(agg: Agg) -> str:
                 f"{pct(r['precision']['mean'])} / {pct(r['recall']['mean'])}",
                 mean_sd_text(r["dev_f1_best"]),
                 seconds_range(r["to_best_seconds"]),
+                seconds_range(r["pretrain_seconds"]),
                 num(r["train_words_per_s"]["mean"]),
                 num(r["test_words_per_s"]["mean"]),
                 num(r["model_bytes"]["mean"] / 1e6, ".1f"),
@@ -502,6 +503,7 @@ def chinese_section(agg: Agg) -> str:
         "P / R",
         "best dev F1",
         "s to best dev (seeds min–max)",
+        "pretraining s",
         "train chars/s",
         "test-pass chars/s",
         "model MB",
@@ -516,7 +518,8 @@ def chinese_section(agg: Agg) -> str:
         f"picks `{dev['best_by_dev']}`, test `{dev['best_by_test']}`; test F1 minus dev F1 is "
         f"{mean_sd_text(dev['test_minus_dev'])} points.",
         "",
-        "Seconds to best dev are time in update steps to the evaluation that set the best dev F1. Characters per "
+        "Seconds to best dev are time in update steps to the evaluation that set the best dev F1; pretraining "
+        "seconds (`spacy pretrain` on the training split's text, before training) come on top. Characters per "
         "second in training are those of the whole run; the test pass predicts and scores every test sentence in "
         "one process (the speed cell, not this, is the inference measurement). Model MB: the saved pipeline "
         "folder. Load before / after: the machine's highest 1-minute load average as a cell of the row began and "

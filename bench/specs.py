@@ -109,6 +109,9 @@ class SystemSpec:
     # Config changes, by dotted path ("components.crf_ner.model.tok2vec"), made before
     # spaCy ``ner`` takes crf_ner's tok2vec: how an ablation row differs from its base.
     overrides: Optional[Dict[str, Any]] = None
+    # Epochs of ``spacy pretrain`` (the characters cloze objective) on the training
+    # split's text before training; the tok2vec starts from its weights (0: none).
+    pretrain_epochs: int = 0
 
     @property
     def trained(self) -> bool:

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import spacy
 from spacy.util import load_config, registry
 from thinc.api import Config, Model
 
@@ -22,6 +23,7 @@ from .rules import INIT_SAMPLE
 from .specs import SystemSpec
 
 IDCNN_V1 = {"@architectures": "spacy-bilstm-crf.IDCNNEncoder.v1"}  # its registered defaults
+PRETRAIN_EPOCHS = 2
 
 
 def _systems(prefix: str, transformer: bool) -> List[SystemSpec]:
@@ -107,6 +109,14 @@ def _ablation_rows() -> List[SystemSpec]:
             "crf_ner",
             base="bilstm_crf",
             overrides={"training.optimizer.learn_rate": 0.001, "training.dropout": 0.1},
+        ),
+        SystemSpec(
+            "pretrained",
+            f"BiLSTM-CRF, {default}, its tok2vec pretrained on the training text "
+            f"(spacy pretrain, masked characters, {PRETRAIN_EPOCHS} epochs)",
+            "crf_ner",
+            base="bilstm_crf",
+            pretrain_epochs=PRETRAIN_EPOCHS,
         ),
         SystemSpec("idcnn_words", f"IDCNN-CRF (residual), {default}", "crf_ner", base="idcnn_crf"),
         SystemSpec("ner_words", f"spaCy ner, {default}", "ner", base="crf"),
@@ -286,6 +296,27 @@ def build_config(
     config["training"]["max_steps"] = max(int(total_steps), 1)
     config["training"]["logger"] = {"@loggers": "spacy.ConsoleLogger.v1", "progress_bar": False}
     return Config(config)
+
+
+def with_pretraining(config: Config, raw_text: Path, epochs: int) -> Config:
+    """``config`` with spaCy's default ``[pretraining]`` block aimed at
+    ``crf_ner``'s tok2vec: ``epochs`` over the texts of ``raw_text`` (JSONL),
+    the masked-characters objective over all 3 UTF-8 bytes of a CJK character."""
+    defaults = load_config(Path(spacy.__file__).parent / "default_config_pretraining.cfg", interpolate=False)
+    out = copy.deepcopy(dict(config))
+    out["pretraining"] = {
+        **copy.deepcopy(dict(defaults["pretraining"])),
+        "max_epochs": int(epochs),
+        "component": "crf_ner",
+        "layer": "tok2vec",
+    }
+    out["pretraining"]["objective"]["n_characters"] = 3
+    out["corpora"]["pretrain"] = {
+        **copy.deepcopy(dict(defaults["corpora"]["pretrain"])),
+        "path": str(raw_text),
+        "min_length": 1,
+    }
+    return Config(out)
 
 
 def optimizer_settings(corpus: str) -> Dict[str, Any]:

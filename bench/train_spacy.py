@@ -14,13 +14,15 @@ input with (the listener or the CNN); spaCy itself is not changed.
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, cast
+from typing import Any, Dict, List, Optional, Tuple, cast
 
+import srsly
 from spacy.language import Language
 from spacy.schemas import ConfigSchemaTraining
 from spacy.training import Example
 from spacy.training.initialize import init_nlp
 from spacy.util import registry
+from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer
 
 from spacy_bilstm_crf.optim import finish_update_scaled
@@ -30,7 +32,7 @@ from .evaluate import score_docs
 from .recorder import TrainingRecorder
 from .rules import warmup_steps
 from .specs import Budget
-from .systems import batch_plan, build_config, config_warmup, steps_for, system
+from .systems import batch_plan, build_config, config_warmup, steps_for, system, with_pretraining
 
 
 def ner_tok2vec(model: Model) -> Model:
@@ -55,6 +57,9 @@ def finish_update(nlp: Language, optimizer: Optimizer, head_lr_scale: float) -> 
             cast(Any, component).finish_update(optimizer)
 
 
+RAW_TEXT = "train-text.jsonl"  # the training split's texts, in the pretraining folder
+
+
 def init_pipeline(
     corpus: str,
     name: str,
@@ -64,13 +69,34 @@ def init_pipeline(
     warmup: int,
     head_lr_scale: float,
     seed: int = 0,
+    init_tok2vec: Optional[Path] = None,
 ) -> Tuple[Language, Optimizer, float]:
     """An initialized pipeline, its optimizer and dropout, from the system's
-    config; ``init_nlp`` seeds the random generators with ``seed``."""
+    config; ``init_nlp`` seeds the random generators with ``seed``. With
+    ``init_tok2vec`` (``pretrain_tok2vec``'s weights), the tok2vec starts from them."""
     config = build_config(corpus, name, corpus_dir, transformer, plan_steps, warmup, head_lr_scale, seed)
+    spec = system(corpus, name)
+    if spec.pretrain_epochs and init_tok2vec is None:
+        raise ValueError(f"{corpus}/{name} starts from a pretrained tok2vec: run pretrain_tok2vec first")
+    if init_tok2vec is not None:
+        config = with_pretraining(config, init_tok2vec.parent / RAW_TEXT, spec.pretrain_epochs)
+        config["paths"]["init_tok2vec"] = str(init_tok2vec)
     nlp = init_nlp(config)
     T = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
     return nlp, T["optimizer"], float(T["dropout"])
+
+
+def pretrain_tok2vec(corpus: str, name: str, corpus_dir: Path, out_dir: Path, seed: int) -> Path:
+    """``spacy pretrain`` of the system's tok2vec on the training split's texts
+    (no dev or test text), for its ``pretrain_epochs``; returns the weights file."""
+    from spacy.training.pretrain import pretrain
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw_text = out_dir / RAW_TEXT
+    srsly.write_jsonl(raw_text, ({"text": doc.text} for doc in load_docs(corpus_dir / "train.spacy", Vocab())))
+    config = build_config(corpus, name, corpus_dir, None, 1, None, 1.0, seed)
+    pretrain(with_pretraining(config, raw_text, system(corpus, name).pretrain_epochs).interpolate(), out_dir)
+    return out_dir / "model-last.bin"
 
 
 def train_step(
@@ -110,12 +136,25 @@ def train_spacy(
 ) -> Dict[str, Any]:
     """Train to the budget, keep the best dev checkpoint in ``model_dir/best``,
     and score it on test. Returns the training and test figures of a cell."""
+    init_tok2vec, pretrain_seconds = None, None
+    if system(corpus, name).pretrain_epochs:
+        start = time.perf_counter()
+        init_tok2vec = pretrain_tok2vec(corpus, name, corpus_dir, model_dir / "pretrain", seed)
+        pretrain_seconds = time.perf_counter() - start
     wall_start = time.perf_counter()
     lengths = read_meta(corpus_dir)["lengths"]["train"]
     plan = batch_plan(corpus, lengths, budget.max_words, seed)
     sched = schedule(corpus, plan, lengths, budget)
     nlp, optimizer, dropout = init_pipeline(
-        corpus, name, corpus_dir, transformer, sched["total_steps"], sched["warmup_steps"], head_lr_scale, seed
+        corpus,
+        name,
+        corpus_dir,
+        transformer,
+        sched["total_steps"],
+        sched["warmup_steps"],
+        head_lr_scale,
+        seed,
+        init_tok2vec=init_tok2vec,
     )
     ner_scale = head_lr_scale if system(corpus, name).kind == "ner" else 1.0
     train_docs = load_docs(corpus_dir / "train.spacy", nlp.vocab)
@@ -151,6 +190,7 @@ def train_spacy(
         **test,
         "model_bytes": sum(path.stat().st_size for path in best_dir.rglob("*") if path.is_file()),
         "init_seconds": init_seconds,
+        "pretrain_seconds": pretrain_seconds,
         "schedule": sched,
         "config": config_summary(nlp.config),
     }

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy
 import pytest
+from spacy.vocab import Vocab
 
 from bench.cell_plan import MissingGridError, chosen_scales, grid_keys
 from bench.cells import CellError, CellStore, MixedHashError, load_cells, run_cells
@@ -325,6 +326,33 @@ def test_spacy_ner_head_learns_at_the_scaled_rate_and_its_tok2vec_at_the_rate(ms
     assert t2v_20 == pytest.approx(t2v_1, rel=1e-3)
 
 
+def test_the_pretrained_row_starts_from_weights_pretrained_on_the_training_text_alone(msra_tiny, tmp_path):
+    """``pretrain_tok2vec`` reads train.spacy's texts only, and the pipeline's
+    tok2vec starts from the weights it saved, not from a fresh initialisation."""
+    import srsly
+
+    from bench.docbins import load_docs
+    from bench.train_spacy import RAW_TEXT, init_pipeline, pretrain_tok2vec
+
+    weights = pretrain_tok2vec("msra", "pretrained", msra_tiny, tmp_path / "pretrain", 0)
+    texts = [line["text"] for line in srsly.read_jsonl(tmp_path / "pretrain" / RAW_TEXT)]
+    assert texts == [doc.text for doc in load_docs(msra_tiny / "train.spacy", Vocab())]
+    saved = srsly.msgpack_loads(weights.read_bytes())["params"]
+
+    def tok2vec_params(nlp: Any) -> List[numpy.ndarray]:
+        data = srsly.msgpack_loads(nlp.get_pipe("crf_ner").model.get_ref("tok2vec").to_bytes())["params"]
+        return [numpy.asarray(v) for node in data for v in node.values()]
+
+    started, _, _ = init_pipeline("msra", "pretrained", msra_tiny, None, 10, 0, 1.0, 0, init_tok2vec=weights)
+    fresh, _, _ = init_pipeline("msra", "words", msra_tiny, None, 10, 0, 1.0, 0)
+    expected = [numpy.asarray(v) for node in saved for v in node.values()]
+    assert len(expected) == len(tok2vec_params(started)) > 0
+    assert all(numpy.array_equal(a, b) for a, b in zip(tok2vec_params(started), expected))
+    assert not all(numpy.array_equal(a, b) for a, b in zip(tok2vec_params(fresh), expected))
+    with pytest.raises(ValueError, match="run pretrain_tok2vec first"):
+        init_pipeline("msra", "pretrained", msra_tiny, None, 10, 0, 1.0, 0)
+
+
 def test_each_seed_initializes_its_own_weights(msra_tiny):
     from bench.train_spacy import init_pipeline
 
@@ -465,6 +493,7 @@ def test_ablation_rows_compare_with_the_default_and_the_page_says_the_split_is_n
     assert entry["rows"]["ner_words"]["kind"] == "ner"
     assert words["to_best_seconds"]["mean"] == 31.0 and words["loadavg_before"] == 4.0
     assert words["test_words_per_s"]["mean"] == 100.0  # 400 test characters in 4 s
+    assert words["pretrain_seconds"]["n"] == 0
     # dev ranks words > bigrams > ner_words > chars, test words > ner_words > bigrams > chars
     assert entry["dev_vs_test"]["spearman"] == pytest.approx(0.8)
     assert entry["dev_vs_test"]["best_by_dev"] == entry["dev_vs_test"]["best_by_test"] == "words"
