@@ -344,6 +344,7 @@ def provenance(cells: Sequence[Cell]) -> Dict[str, Any]:
     return {
         "cells": len(cells),
         "package_hashes": sorted({c["package_hash"] for c in cells}),
+        "package_hashes_by_stage": _package_hashes_by_stage(cells),
         "commits": sorted({str(c.get("commit")) for c in cells}),
         "package_dirty": any(c.get("package_dirty") for c in cells),
         "devices": sorted({f"{c['device']}: {c['device_name']}" for c in cells}),
@@ -354,6 +355,14 @@ def provenance(cells: Sequence[Cell]) -> Dict[str, Any]:
         ),
         "max_loadavg_before": max(c["loadavg_before"][0] for c in cells),
     }
+
+
+def _package_hashes_by_stage(cells: Sequence[Cell]) -> Dict[str, List[str]]:
+    """``{"msra/ablation (cpu)": [hash, ...], ...}``: the package code each group of cells ran."""
+    groups: Dict[str, set] = {}
+    for c in cells:
+        groups.setdefault(f"{c['corpus']}/{c['stage']} ({c['device']})", set()).add(c["package_hash"])
+    return {group: sorted(hashes) for group, hashes in sorted(groups.items())}
 
 
 def aggregate(cells: Sequence[Cell]) -> Dict[str, Any]:

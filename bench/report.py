@@ -116,6 +116,15 @@ def answers(agg: Agg) -> List[str]:
     return lines[:-1]
 
 
+def _mixed_packages_text(agg: Agg) -> List[str]:
+    """One quoted line per package hash: the groups of cells (corpus/stage (device)) that ran it."""
+    by_hash: Dict[str, List[str]] = {}
+    for group, hashes in agg["provenance"].get("package_hashes_by_stage", {}).items():
+        for h in hashes:
+            by_hash.setdefault(h, []).append(f"`{group}`")
+    return [">", *(f"> - package `{h[:12]}`: {', '.join(groups)}" for h, groups in sorted(by_hash.items()))]
+
+
 def device_text(device: str, entry: Dict[str, Any]) -> str:
     """``CPU (AMD EPYC, 2 threads)`` or ``GPU (NVIDIA H200)``."""
     if device == "cpu":
@@ -630,7 +639,7 @@ def render(agg: Agg, md_path: Path, img_dir: Path) -> List[Path]:
             "> **Built from `--quick` cells: tiny data and a tiny random encoder. Its figures mean nothing.**",
         ]
     if len(agg["provenance"]["package_hashes"]) > 1:
-        parts += ["", "> **The cells ran on different package code (`--allow-mixed`).**"]
+        parts += ["", "> **The cells ran on different package code (`--allow-mixed`).**", *_mixed_packages_text(agg)]
     parts += ["", "## Answers", "", *answers(agg), ""]
     parts += ["## Targets", "", targets_section(agg), ""]
     parts += ["## Head learning-rate grid", "", grid_section(agg), ""]

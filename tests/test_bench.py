@@ -670,6 +670,27 @@ def test_provenance_says_when_a_cell_read_no_weights():
     ]
 
 
+def test_a_mixed_report_says_which_cells_ran_which_package():
+    from bench.aggregate import provenance
+    from bench.report import _mixed_packages_text
+
+    old = _micro_cell(CellKey("msra", "micro", "heads", "cpu", 0), "aaaaaaaaaaaaold")
+    new = _micro_cell(CellKey("msra", "micro", "heads", "cuda", 0), "bbbbbbbbbbbbnew")
+    new["device"] = "cuda"
+    also_new = _micro_cell(CellKey("conll2003", "micro", "heads", "cpu", 0), "bbbbbbbbbbbbnew")
+    agg = {"provenance": provenance([old, new, also_new])}
+    assert agg["provenance"]["package_hashes_by_stage"] == {
+        "conll2003/micro (cpu)": ["bbbbbbbbbbbbnew"],
+        "msra/micro (cpu)": ["aaaaaaaaaaaaold"],
+        "msra/micro (cuda)": ["bbbbbbbbbbbbnew"],
+    }
+    assert _mixed_packages_text(agg) == [
+        ">",
+        "> - package `aaaaaaaaaaaa`: `msra/micro (cpu)`",
+        "> - package `bbbbbbbbbbbb`: `conll2003/micro (cpu)`, `msra/micro (cuda)`",
+    ]
+
+
 def test_bench_keeps_to_its_rules():
     """Issue 8: no sys.path edits, no tests/ imports, no patching of crf_ner,
     and no span/tag conversion of its own."""
