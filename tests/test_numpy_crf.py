@@ -457,6 +457,25 @@ def test_a_row_without_a_path_behaves_like_the_torch_crf():
     )
 
 
+def test_a_certain_span_has_log_probability_zero_not_more():
+    """Where the allowed tags leave one path, every span of it has probability 1:
+    log-probabilities that rounding would put a hair above 0 are 0, as in torch."""
+    module = make_torch_crf("BILUO", seed=29)
+    crf = numpy_twin(module)
+    lengths = [6, 6, 5, 4, 6, 1]
+    emissions, mask, _ = random_inputs(lengths, crf.num_tags, seed=30, scale=5.0)
+    forced = [0, 1, 2, 3, 0, 4]  # O B-A I-A L-A O U-A
+    allowed = numpy.zeros(emissions.shape, dtype=bool)
+    allowed[:, numpy.arange(6), forced] = True
+    spans = [(b, s, e, forced[s:e]) for b, n in enumerate(lengths) for s in range(n) for e in range(s + 1, n + 1)]
+    log_probs = crf.span_log_probs(emissions, mask, spans, allowed=allowed)
+    assert (log_probs <= 0.0).all() and numpy.abs(log_probs).max() < 1e-12
+    expected = module.span_log_probs(
+        torch.from_numpy(emissions), torch.from_numpy(mask), spans, allowed=torch.from_numpy(allowed)
+    )
+    assert_close(log_probs, to_numpy(expected), atol=1e-12)
+
+
 def test_empty_batches_and_empty_rows_match_the_torch_crf():
     module = make_torch_crf("free", seed=14)
     crf = numpy_twin(module)
