@@ -647,7 +647,7 @@ def test_damaged_state_bytes_raise_one_line_value_errors(monkeypatch):
         "strings": (saved(**{**state, "end": numpy.array(["a"] * 5)}), "end has dtype <U1"),
         "object array": (
             saved(**{**state, "end": numpy.array([None] * 5, dtype=object)}),
-            "Object arrays cannot be loaded",
+            "end.npy holds Python objects",
         ),
         "missing array": (saved(**{k: v for k, v in state.items() if k != "end"}), "expected .*'end.npy'"),
         "extra array": (saved(**state, extra=numpy.zeros(1)), "extra.npy"),
@@ -669,6 +669,19 @@ def test_damaged_state_bytes_raise_one_line_value_errors(monkeypatch):
     flipped[good.index(b"\x93NUMPY") + first.file_size - 1] ^= 0xFF
     with pytest.raises(ValueError, match="Not a valid CRF state"):
         NumpyCRF.from_bytes(bytes(flipped))
+    # A header that declares a huge array over a few bytes is refused before numpy allocates it.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, array in state.items():
+            with archive.open(f"{name}.npy", "w") as member:
+                if name == "transitions":
+                    header = {"descr": "<f8", "fortran_order": False, "shape": (1 << 20, 1 << 20)}
+                    numpy.lib.format.write_array_header_1_0(member, header)
+                    member.write(b"\0" * 64)
+                else:
+                    numpy.lib.format.write_array(member, array)
+    with pytest.raises(ValueError, match=r"transitions.npy declares 8796093022208 bytes of data"):
+        NumpyCRF.from_bytes(buffer.getvalue())
     monkeypatch.setattr(numpy_crf, "MAX_STATE_BYTES", 100)
     with pytest.raises(ValueError, match="more than the 100 allowed"):
         NumpyCRF.from_bytes(good)

@@ -19,18 +19,22 @@ NaN (nor a floating-point warning) on the way.
 Where it differs from the torch module:
 
 - ``kbest`` orders paths of exactly equal score by their tags read from the
-  last token back, smallest first, so ``kbest(k=1)`` is ``decode``;
-  ``torch.topk`` leaves the order of ties unspecified. Scores are the same.
+  last token back, smallest first, so ``kbest(k=1)`` is ``decode`` (whose
+  ties go to the first tag, as torch's ``max`` does). ``torch.topk`` leaves
+  the order of ties unspecified, so the torch module's ``kbest`` may order
+  (and, at the k-th place, choose) tied paths otherwise. Scores are the same.
 - The CRF's scores are checked (finite, float32 or float64) when it is
   built, not at each call; a ``NumpyCRF`` is immutable.
 - The methods that the CRF layer tempers (``layers/crf.py``) take a
-  ``temperature``: emissions and CRF scores are divided by it, as there.
+  ``temperature``: emissions and CRF scores are divided by it, as there,
+  but in their own dtype (the layer's tempered copy is float32 always).
 
 Its state is six plain arrays (``to_arrays``, ``to_bytes``); ``from_arrays``
 and ``from_bytes`` check them, as a pipeline folder is untrusted input.
 """
 
 import io
+import math
 import zipfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -137,11 +141,10 @@ class NumpyCRF:
             if mask.dtype != numpy.bool_:
                 raise ValueError(f"{name} has dtype {mask.dtype}, expected bool.")
             masks[name] = mask
-        self._state: Dict[str, numpy.ndarray] = {}
-        for name, array in [*((name, array.astype(dtype)) for name, array in scores.items()), *masks.items()]:
-            frozen = numpy.array(array, copy=True)
-            frozen.setflags(write=False)
-            self._state[name] = frozen
+        self._state: Dict[str, numpy.ndarray] = {name: array.astype(dtype) for name, array in scores.items()}
+        self._state.update((name, mask.copy()) for name, mask in masks.items())
+        for array in self._state.values():
+            array.setflags(write=False)
 
     @property
     def num_tags(self) -> int:
@@ -181,7 +184,8 @@ class NumpyCRF:
     @classmethod
     def from_bytes(cls, data: bytes) -> "NumpyCRF":
         """A CRF from ``to_bytes`` output, read as untrusted input: no pickles,
-        at most ``MAX_STATE_BYTES`` of arrays, every shape and dtype checked.
+        at most ``MAX_STATE_BYTES`` of arrays (each no larger than its data in
+        the file, checked before it is read), every shape and dtype checked.
         Raises a one-line ValueError saying what is wrong."""
         expected = sorted(f"{name}.npy" for name in STATE_KEYS)
         try:
@@ -192,6 +196,8 @@ class NumpyCRF:
                 size = sum(info.file_size for info in archive.infolist())
                 if size > MAX_STATE_BYTES:
                     raise ValueError(f"its arrays take {size} bytes, more than the {MAX_STATE_BYTES} allowed")
+                for info in archive.infolist():
+                    _check_npy_header(archive, info)
             with numpy.load(io.BytesIO(data), allow_pickle=False) as loaded:
                 arrays = {name: loaded[name] for name in STATE_KEYS}
             return cls.from_arrays(arrays)
@@ -490,6 +496,24 @@ def _flags(name: str, value: Any, shape: Sequence[int]) -> numpy.ndarray:
     if numpy.issubdtype(array.dtype, numpy.integer):
         return array != 0
     raise ValueError(f"{name} must be a bool (or integer 0/1) array, got dtype {array.dtype}.")
+
+
+def _check_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Refuse an array of the archive whose header declares objects or more
+    data than the file holds, before numpy allocates it."""
+    with archive.open(info) as member:
+        version = numpy.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = numpy.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = numpy.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f"{info.filename} is in .npy format {version}, expected 1.0 or 2.0")
+    if dtype.hasobject:
+        raise ValueError(f"{info.filename} holds Python objects")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > info.file_size:
+        raise ValueError(f"{info.filename} declares {declared} bytes of data ({dtype} {shape}) in {info.file_size}")
 
 
 def _rows(flags: Any) -> List[int]:
