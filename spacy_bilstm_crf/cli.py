@@ -4,7 +4,10 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+
+if TYPE_CHECKING:
+    from spacy.language import Language
 
 PROG = "spacy-bilstm-crf"
 # explain draws each of its k paths in its tables: more would be unreadable.
@@ -281,6 +284,18 @@ def _run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_for_inference(model: str) -> "Language":
+    """Load a pipeline for a command that runs it, with the package's thread
+    plan for this process (``SPACY_BILSTM_CRF_THREADS``; see threads.py)."""
+    from .loading import load_pipeline
+    from .threads import configure_threads, thread_setting
+
+    thread_setting()  # a bad setting fails before the pipeline loads
+    nlp = load_pipeline(model)
+    configure_threads(nlp)
+    return nlp
+
+
 def _add_predict(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Command:
     parser = subparsers.add_parser("predict", help="print the entities a pipeline finds in texts")
     parser.add_argument("model", metavar="MODEL", help="a pipeline folder or installed package name")
@@ -289,10 +304,9 @@ def _add_predict(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from .loading import load_pipeline
     from .safe_text import printable
 
-    nlp = load_pipeline(args.model)
+    nlp = _load_for_inference(args.model)
     for doc in nlp.pipe(args.texts):
         found = ", ".join(f"{ent.text} [{ent.label_}]" for ent in doc.ents) or "(no entities)"
         print(f"{printable(doc.text)}\n  -> {printable(found)}")
@@ -317,9 +331,8 @@ def _run_render(args: argparse.Namespace) -> int:
     from spacy.tokens import DocBin
 
     from .explain.html import displacy_entities
-    from .loading import load_pipeline
 
-    nlp = load_pipeline(args.model)
+    nlp = _load_for_inference(args.model)
     gold = islice(DocBin().from_disk(args.data).get_docs(nlp.vocab), args.limit)
     docs = list(nlp.pipe(doc.text for doc in gold))
     html = displacy_entities([displacy.parse_ents(doc) for doc in docs], page=True)
@@ -360,9 +373,8 @@ def _run_explain(args: argparse.Namespace) -> int:
     import json
 
     from .explain import explain, render_html, render_text
-    from .loading import load_pipeline
 
-    nlp = load_pipeline(args.model)
+    nlp = _load_for_inference(args.model)
     trace = explain(nlp, args.text, k=args.k, component=args.component)
     print(render_text(trace, width=args.width), end="")
     for path, content in (

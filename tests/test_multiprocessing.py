@@ -1,11 +1,14 @@
 """crf_ner across processes: nlp.pipe(n_process=2) with fork and spawn, and pickling."""
 
 import json
+import os
 import pickle
 import subprocess
 import sys
 
 import pytest
+
+from spacy_bilstm_crf.threads import THREADS_ENV
 
 from .pipelines import entities
 from .tiny_data import EN_TRAIN
@@ -60,6 +63,25 @@ def test_pipe_with_two_processes_equals_one_process(saved_pipeline, trained_pipe
     assert out["one"] == expected
     assert out["two"] == expected
     assert out["threads"] == [1]  # each worker runs torch on one thread: N workers, N cores
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, threads", [("fork", 1), ("spawn", 2)])
+def test_spawned_workers_take_the_thread_count_that_is_asked_for(saved_pipeline, tmp_path, method, threads):
+    """A forked worker stays on one thread: torch's pool, used by the parent,
+    would hang it."""
+    script = tmp_path / "pipe_two.py"
+    script.write_text(PIPE_SCRIPT, encoding="utf8")
+    env = {**os.environ, THREADS_ENV: "2"}
+    done = subprocess.run(
+        [sys.executable, str(script), method, str(saved_pipeline), json.dumps(PIPE_TEXTS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["threads"] == [threads]
 
 
 def test_pickled_pipeline_predicts_the_same(trained_pipeline):

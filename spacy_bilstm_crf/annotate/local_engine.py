@@ -4,6 +4,7 @@ shards, one commit per shard."""
 from collections import Counter
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ..threads import configure_threads
 from .annotation import doc_entities, load_pipeline, output_record, text_too_long
 from .inputs import read_shard
 from .output_folder import OutputFolder
@@ -28,6 +29,7 @@ def run_local(
     """Annotate the records of ``pending`` in input order and commit each shard
     as soon as its last doc is written."""
     nlp = load_pipeline(settings.model, str(settings.code) if settings.code else None)
+    configure_threads(nlp, settings.n_process)
     rejects: Dict[int, List[Reject]] = {}
 
     def texts() -> Iterator[Tuple[str, Tuple[int, RecordId]]]:

@@ -29,6 +29,8 @@ def annotate(settings: AnnotateSettings, stream: TextIO = sys.stderr) -> Summary
         import_ray(starts_cluster=not settings.address)
     _check_apart(settings.input, settings.output)
     settings = replace(settings, model=_resolve_model(settings.model))
+    if settings.engine == "local" and settings.n_process > 1:
+        settings = replace(settings, n_process=_processes_for_cpus(settings.n_process, stream))
     fields = Fields(settings.text_field, settings.id_field)
     plan = make_plan(settings.input, source_format, fields, settings.shard_size)
     output = OutputFolder(settings.output, target_format, job_description(plan, settings, target_format), plan)
@@ -78,6 +80,18 @@ def job_description(plan: Plan, settings: AnnotateSettings, target_format: Outpu
         "code_sha256": code_fingerprint(settings.code),
         "spans_key": settings.spans_key,
     }
+
+
+def _processes_for_cpus(n_process: int, stream: TextIO) -> int:
+    """``--n-process``, capped at the CPUs this process may use (affinity and
+    cgroup quota): more worker processes than CPUs only take turns."""
+    from ..threads import usable_cpus
+
+    cpus = usable_cpus()
+    if n_process <= cpus:
+        return n_process
+    print(f"annotate: --n-process {n_process} lowered to {cpus}, the CPUs this process may use", file=stream)
+    return cpus
 
 
 def _check_apart(source: Path, target: Path) -> None:
