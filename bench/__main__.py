@@ -6,6 +6,7 @@
     python -m bench run --transformer /tmp/minilm --cells 'conll2003/main/bilstm_crf/*'
     python -m bench report                                     # cells -> docs/benchmarks.md (+ aggregate JSON)
     python -m bench breakdown --out FILE                       # where a CPU step's time goes (docs/speed.md)
+    python -m bench contention --model M --out FILE            # docs/s on a busy machine, by thread policy
 
 See bench/README.md.
 """
@@ -30,6 +31,11 @@ def parse(argv: List[str]) -> argparse.Namespace:
     from .breakdown import add_arguments
 
     add_arguments(commands.add_parser("breakdown", help="profile a CPU training step and inference, per layer"))
+    from .contention import add_arguments as add_contention_arguments
+
+    add_contention_arguments(
+        commands.add_parser("contention", help="docs/s under competing busy processes, by thread policy")
+    )
     report = commands.add_parser("report", help="aggregate the cells and write the page")
     report.add_argument(
         "--cells-dir", type=Path, default=CELLS, help="folder of the cells (default: bench/results/cells)"
@@ -51,6 +57,10 @@ def main(argv: List[str]) -> int:
         from .breakdown import breakdown
 
         return breakdown(args)
+    if args.command == "contention":
+        from .contention import contention
+
+        return contention(args)
     if args.command == "plan":
         from .runner import plan
 
