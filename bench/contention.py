@@ -188,9 +188,8 @@ def contention(args: argparse.Namespace) -> int:
                                 )
                                 result["runs"].append(run)
                                 write_json(args.out, result)
-                                log(
-                                    f"round {round_index} load {competitors} quota {run['cgroup_quota_cpus']} {mode} {policy}: {run['docs_per_s']:.0f} docs/s"
-                                )
+                                where = f"round {round_index}, {competitors} busy, quota {run['cgroup_quota_cpus']}"
+                                log(f"{where}, {mode} {policy}: {run['docs_per_s']:.0f} docs/s")
                     finally:
                         _stop(busy)
     finally:
@@ -198,3 +197,72 @@ def contention(args: argparse.Namespace) -> int:
             group.rmdir()
     write_json(args.out, result)
     return 0
+
+
+def _median(values: List[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def summarize(result: Dict[str, Any]) -> Dict[str, Any]:
+    """Median docs/s over the rounds per (mode, policy, setting), each
+    setting's ratio to the same policy's quiet figure, and the targets of
+    issue 26. For ``annotate`` the figure is annotate's own (from loading the
+    pipeline on); ``docs_per_s`` of the whole command is kept beside it."""
+    groups: Dict[tuple, List[Dict[str, Any]]] = {}
+    for run in result["runs"]:
+        setting = "quota" if run.get("cgroup_quota_cpus") else f"busy{run['competitors']}"
+        groups.setdefault((run["mode"], run["policy"], setting), []).append(run)
+    rows: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    for (mode, policy, setting), runs in sorted(groups.items()):
+        key = "annotate_docs_per_s" if mode == "annotate" else "docs_per_s"
+        rows.setdefault(f"{mode}/{policy}", {})[setting] = {
+            "docs_per_s": _median([r[key] for r in runs]),
+            "values": [r[key] for r in runs],
+            "whole_command_docs_per_s": _median([r["docs_per_s"] for r in runs]) if mode == "annotate" else None,
+            "threads": sorted({r["threads"] for r in runs if "threads" in r}),
+        }
+    for settings in rows.values():
+        quiet = settings.get("busy0", {}).get("docs_per_s")
+        for entry in settings.values():
+            entry["over_quiet"] = entry["docs_per_s"] / quiet if quiet else None
+    targets = []
+    for mode in ("annotate", "pipe"):
+        new, old = rows.get(f"{mode}/auto", {}), rows.get(f"{mode}/old", {})
+        for setting, goal, minimum in (
+            ("busy2", "with 2 busy processes, >= 0.5x quiet", 0.5),
+            ("busy1", "with 1 busy process, >= 0.9x quiet", 0.9),
+        ):
+            value = new.get(setting, {}).get("over_quiet")
+            targets.append(
+                {
+                    "target": f"{mode}: {goal}",
+                    "value": value,
+                    "old": old.get(setting, {}).get("over_quiet"),
+                    "met": None if value is None else value >= minimum,
+                }
+            )
+        if "busy0" in new and "busy0" in old:
+            value = new["busy0"]["docs_per_s"] / old["busy0"]["docs_per_s"]
+            # "no lower": within the rounds' spread counts as no lower
+            spread = min(old["busy0"]["values"]) / old["busy0"]["docs_per_s"]
+            targets.append(
+                {
+                    "target": f"{mode}: quiet docs/s no lower than the old policy's",
+                    "value": value,
+                    "old": 1.0,
+                    "met": value >= spread,
+                }
+            )
+    return {
+        "sentences": result["sentences"],
+        "characters": result["characters"],
+        "rounds": 1 + max((r["round"] for r in result["runs"]), default=-1),
+        "cgroup_quota_cpus": result.get("cgroup_quota_cpus"),
+        "package_hash": result["package_hash"],
+        "commit": result.get("commit"),
+        "torch_default_threads": result["machine"].get("torch_threads"),
+        "rows": rows,
+        "targets": targets,
+    }

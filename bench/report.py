@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .aggregate import aggregate
 from .budgets import UNITS, corpus_spec
 from .cells import load_cells
-from .common import num, pct, write_json
+from .common import num, pct, read_json, write_json
 from .figures import write_figures
 from .rules import GRAD_CLIP_RULE, MAX_WARMUP_SHARE
 from .systems import SYSTEMS
@@ -667,16 +667,69 @@ def render(agg: Agg, md_path: Path, img_dir: Path) -> List[Path]:
         fig("crf", "CRF time against length"),
         "",
     ]
+    if agg.get("contention"):
+        parts += ["## Throughput on a busy machine (issue 26)", "", contention_section(agg["contention"]), ""]
     parts += ["## Setup", "", setup_section(agg), ""]
     parts += ["## Provenance", "", provenance_section(agg), ""]
     md_path.write_text("\n".join(parts), encoding="utf8")
     return [md_path, *(p for p in figures.values() if p is not None)]
 
 
+def contention_section(summary: Dict[str, Any]) -> str:
+    """The contention run (``python -m bench contention``): docs/s by policy and load."""
+    settings = [("busy0", "quiet"), ("busy1", "1 busy process"), ("busy2", "2 busy processes")]
+    if summary.get("cgroup_quota_cpus"):
+        settings.append(("quota", f"quiet, cgroup quota {summary['cgroup_quota_cpus']:g} CPU"))
+    rows = []
+    for name, entry in summary["rows"].items():
+        mode, policy = name.split("/")
+        cells = []
+        for setting, _ in settings:
+            e = entry.get(setting)
+            cells.append("–" if e is None else f"{num(e['docs_per_s'])} ({e['over_quiet']:.2f}x)")
+        rows.append([f"`{mode}`", POLICY_NAMES.get(policy, policy), *cells])
+    lines = [
+        f"{num(summary['sentences'])} MSRA training sentences ({num(summary['characters'])} characters), "
+        f"{summary['rounds']} round(s), the policies alternating within each round; package "
+        f"`{summary['package_hash'][:12]}`. Docs/s, median over the rounds, and in brackets the ratio to the same "
+        "policy's quiet figure. `annotate`: the command's own figure, from loading the pipeline to the last "
+        "record (the whole command, interpreter start included, is in the JSON); `pipe`: `nlp.pipe(batch_size=64)`"
+        ' after loading. Busy processes: `python -c "while True: pass"`.',
+        "",
+        table(["run", "thread policy", *(label for _, label in settings)], rows),
+        "",
+        table(
+            ["target", "value", "old policy", ""],
+            [
+                (
+                    t["target"],
+                    "–" if t["value"] is None else f"{t['value']:.2f}",
+                    "–" if t["old"] is None else f"{t['old']:.2f}",
+                    {True: "met", False: "**not met**", None: "not measured"}[t["met"]],
+                )
+                for t in summary["targets"]
+            ],
+        ),
+    ]
+    return "\n".join(lines)
+
+
+POLICY_NAMES = {
+    "old": "old: torch's own (a thread per core)",
+    "auto": "new: `SPACY_BILSTM_CRF_THREADS=auto`",
+}
+
+
 def write_report(
     cells_root: Path, md_path: Path, img_dir: Path, json_path: Path, allow_mixed: bool = False
 ) -> List[Path]:
-    """Aggregate the cells under ``cells_root``; write the JSON, the page and its figures."""
+    """Aggregate the cells under ``cells_root``; write the JSON, the page and its figures.
+    A contention run next to the cells (``contention-msra.json``) gets its section too."""
+    from .contention import summarize
+
     agg = aggregate(load_cells(cells_root, allow_mixed=allow_mixed))
+    contention_path = cells_root.parent / "contention-msra.json"
+    if contention_path.exists():
+        agg["contention"] = summarize(read_json(contention_path))
     write_json(json_path, agg)
     return [json_path, *render(agg, md_path, img_dir)]

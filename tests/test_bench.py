@@ -812,3 +812,70 @@ def test_calibration_metrics_exact():
     assert ece == pytest.approx((1 * 0.15 + 2 * 0.45 + 2 * 0.45) / 5)
     by_t = {row["t"]: (row["kept"], row["p"], row["r"]) for row in kept_scores(conf, correct, n_gold=4)}
     assert by_t[0.0] == (5, 0.6, 0.75) and by_t[0.5] == (4, 0.75, 0.75) and by_t[0.9] == (2, 0.5, 0.25)
+
+
+def test_contention_reads_msra_sentences_and_runs_commands_in_a_cgroup(tmp_path):
+    from bench.contention import _in_group, msra_texts
+
+    path = tmp_path / "train.txt"
+    path.write_text("中 B-LOC\n国 E-LOC\n\n\n好 O\n\n人 O\n", encoding="utf8")
+    assert msra_texts(path, 10) == ["中国", "好", "人"]
+    assert msra_texts(path, 2) == ["中国", "好"]
+    command = [sys.executable, "-c", "import sys; print(sys.argv[1:])", "a b", "$HOME"]
+    assert _in_group(command, None) == command
+    group = tmp_path / "group"
+    group.mkdir()
+    done = subprocess.run(_in_group(command, group), capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['a b', '$HOME']"  # the arguments pass through unchanged
+    assert (group / "cgroup.procs").read_text().strip().isdigit()  # the shell joined the group, then ran it
+
+
+def test_contention_summary_medians_ratios_and_targets():
+    from bench.contention import summarize
+    from bench.report import contention_section
+
+    def run(mode, policy, busy, value, round_index=0, quota=None):
+        figure = {"annotate_docs_per_s": value} if mode == "annotate" else {"threads": 1}
+        return {
+            "mode": mode,
+            "policy": policy,
+            "competitors": busy,
+            "round": round_index,
+            "cgroup_quota_cpus": quota,
+            "docs_per_s": value / 2,
+            **figure,
+        }
+
+    runs = [
+        run("annotate", "old", 0, 800),
+        run("annotate", "old", 0, 760, 1),
+        run("annotate", "old", 2, 50),
+        run("annotate", "auto", 0, 790),
+        run("annotate", "auto", 0, 770, 1),
+        run("annotate", "auto", 2, 470),
+        run("annotate", "auto", 1, 700),
+        run("annotate", "auto", 0, 780, quota=1.0),
+    ]
+    result = {
+        "runs": runs,
+        "sentences": 4000,
+        "characters": 180000,
+        "cgroup_quota_cpus": 1.0,
+        "package_hash": "abc" * 10,
+        "machine": {"torch_threads": 2},
+    }
+    summary = summarize(result)
+    old, new = summary["rows"]["annotate/old"], summary["rows"]["annotate/auto"]
+    assert old["busy0"]["docs_per_s"] == 780 and new["busy0"]["docs_per_s"] == 780  # medians of two rounds
+    assert new["busy0"]["whole_command_docs_per_s"] == 390
+    assert new["busy2"]["over_quiet"] == pytest.approx(470 / 780)
+    assert old["busy2"]["over_quiet"] == pytest.approx(50 / 780)
+    assert new["quota"]["docs_per_s"] == 780
+    targets = {t["target"]: t for t in summary["targets"]}
+    assert targets["annotate: with 2 busy processes, >= 0.5x quiet"]["met"] is True
+    assert targets["annotate: with 1 busy process, >= 0.9x quiet"]["met"] is False  # 700 / 780
+    assert targets["annotate: quiet docs/s no lower than the old policy's"]["met"] is True
+    assert targets["pipe: with 2 busy processes, >= 0.5x quiet"]["met"] is None
+    text = contention_section(summary)
+    assert "| `annotate` | old: torch's own (a thread per core) | 780 (1.00x) | – | 50 (0.06x) | – |" in text
+    assert "quiet, cgroup quota 1 CPU" in text and "2 round(s)" in text
