@@ -7,6 +7,7 @@
     python -m bench report                                     # cells -> docs/benchmarks.md (+ aggregate JSON)
     python -m bench breakdown --out FILE                       # where a CPU step's time goes (docs/speed.md)
     python -m bench contention --model M --out FILE            # docs/s on a busy machine, by thread policy
+    python -m bench onnx --model M --corpus C --out FILE       # the ONNX runtime against torch and ner
 
 See bench/README.md.
 """
@@ -36,6 +37,9 @@ def parse(argv: List[str]) -> argparse.Namespace:
     add_contention_arguments(
         commands.add_parser("contention", help="docs/s under competing busy processes, by thread policy")
     )
+    from .onnx import add_arguments as add_onnx_arguments
+
+    add_onnx_arguments(commands.add_parser("onnx", help="the exported (ONNX) runtime against torch and spaCy ner"))
     report = commands.add_parser("report", help="aggregate the cells and write the page")
     report.add_argument(
         "--cells-dir", type=Path, default=CELLS, help="folder of the cells (default: bench/results/cells)"
@@ -61,6 +65,10 @@ def main(argv: List[str]) -> int:
         from .contention import contention
 
         return contention(args)
+    if args.command == "onnx":
+        from .onnx import onnx_benchmark
+
+        return onnx_benchmark(args)
     if args.command == "plan":
         from .runner import plan
 

@@ -20,6 +20,8 @@ _LAZY = {
     "IDCNNEncoder_v2": "spacy_bilstm_crf.models.encoders",
     "NoEncoder_v1": "spacy_bilstm_crf.models.encoders",
     "CharNgramEmbed_v1": "spacy_bilstm_crf.models.char_embed",
+    "OnnxCRFTagger_v1": "spacy_bilstm_crf.models.onnx_tagger",
+    "export_pipeline": "spacy_bilstm_crf.export",
 }
 
 __all__ = ["__version__", *_LAZY]

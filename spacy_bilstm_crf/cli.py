@@ -296,6 +296,36 @@ def _load_for_inference(model: str) -> "Language":
     return nlp
 
 
+def _add_export(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Command:
+    parser = subparsers.add_parser(
+        "export",
+        help="write a pipeline whose crf_ner runs without torch (ONNX and numpy)",
+        description=(
+            "Write MODEL to the new folder OUTPUT with each crf_ner's encoder and emission layer as an ONNX graph "
+            "and its CRF as arrays: spacy.load(OUTPUT) then needs onnxruntime and numpy, not torch, and "
+            "`spacy package OUTPUT` packages it. See docs/deploying.md."
+        ),
+    )
+    parser.add_argument("model", help="a trained pipeline folder (or an installed pipeline package)")
+    parser.add_argument("output", type=Path, help="the folder to write; must not exist yet")
+    parser.add_argument("--int8", action="store_true", help="int8 dynamic quantisation of the graph's weights")
+    return _run_export
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .loading import load_pipeline
+
+    try:
+        from .export import export_pipeline
+    except ImportError as exc:
+        raise ValueError(f"export needs torch ({exc}): pip install 'spacy-bilstm-crf[export]'") from None
+    nlp = load_pipeline(args.model)
+    names = export_pipeline(nlp, args.output, quantize=args.int8)
+    kind = "int8" if args.int8 else "float"
+    print(f"Exported {', '.join(names)} ({kind} ONNX) to {args.output}: load it with spacy.load, without torch.")
+    return 0
+
+
 def _add_predict(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Command:
     parser = subparsers.add_parser("predict", help="print the entities a pipeline finds in texts")
     parser.add_argument("model", metavar="MODEL", help="a pipeline folder or installed package name")
@@ -395,6 +425,7 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, Command]]:
     commands: Dict[str, Command] = {
         "annotate": _add_annotate(subparsers),
         "convert": _add_convert(subparsers),
+        "export": _add_export(subparsers),
         "fetch": _add_fetch(subparsers),
         "predict": _add_predict(subparsers),
         "render": _add_render(subparsers),

@@ -39,13 +39,19 @@ runs in alone: that belongs to the application, which can call
 
 ``SPACY_BILSTM_CRF_THREADS=N`` asks for N threads per process instead, and
 ``keep`` leaves torch's own choice (one thread per core) in place.
+
+**Without torch.** An exported pipeline runs onnxruntime instead: its
+sessions take :func:`runtime_threads` threads, the count this policy set in
+the process (or would set), and their waiting threads do not spin. Nothing
+here imports torch: the torch count is set where torch is loaded already.
 """
 
 import math
 import multiprocessing
 import os
+import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 THREADS_ENV = "SPACY_BILSTM_CRF_THREADS"
 # What configure_threads planned for the workers; they inherit the environment.
@@ -53,6 +59,7 @@ WORKER_THREADS_ENV = "SPACY_BILSTM_CRF_WORKER_THREADS"
 
 _fork_hook_registered = False
 _threads_set_in: Optional[int] = None  # the pid of the child process already set up
+_planned: Optional[Tuple[int, int]] = None  # (pid, threads) the policy last chose in a process
 
 
 def apply_thread_policy() -> None:
@@ -66,7 +73,7 @@ def apply_thread_policy() -> None:
     if _threads_set_in != pid:
         if multiprocessing.parent_process() is not None:
             forked = multiprocessing.get_start_method() == "fork"
-            _set_torch_threads(1 if forked else _worker_thread_count())
+            _set_threads(1 if forked else _worker_thread_count())
         _threads_set_in = pid
 
 
@@ -89,8 +96,23 @@ def configure_threads(nlp: Any, n_process: int = 1) -> Optional[int]:
     if n_process > 1:
         os.environ[WORKER_THREADS_ENV] = str(threads)
     else:
-        _set_torch_threads(threads)
+        _set_threads(threads)
     return threads
+
+
+def runtime_threads() -> Optional[int]:
+    """The thread count for a runtime other than torch (onnxruntime) in this
+    process: what the policy set here, else what it would set for a pipeline
+    without a transformer (one, or ``SPACY_BILSTM_CRF_THREADS=N``); None
+    under ``keep`` (the runtime's own choice)."""
+    setting = thread_setting()
+    if setting == "keep":
+        return None
+    if _planned is not None and _planned[0] == os.getpid():
+        return _planned[1]
+    if multiprocessing.parent_process() is not None:
+        return 1 if multiprocessing.get_start_method() == "fork" else _worker_thread_count()
+    return 1 if setting == "auto" else int(setting)
 
 
 def thread_setting() -> str:
@@ -187,12 +209,14 @@ def _worker_thread_count() -> int:
 
 def _worker_threads_after_fork() -> None:
     global _threads_set_in
-    _set_torch_threads(1)
+    _set_threads(1)
     _threads_set_in = os.getpid()
 
 
-def _set_torch_threads(threads: int) -> None:
-    import torch
-
-    if torch.get_num_threads() != threads:
+def _set_threads(threads: int) -> None:
+    """Record the plan for this process and give it to torch if torch is loaded."""
+    global _planned
+    _planned = (os.getpid(), threads)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from spacy_bilstm_crf.modules.bilstm import BiLSTM, length_groups
+from spacy_bilstm_crf.modules.bilstm import BiLSTM
+from spacy_bilstm_crf.runtime.batching import length_groups
 
 
 def packed_reference(module: BiLSTM, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,10 @@
   ``kbest_paths``, ``transition_scores``) and import nothing from
   ``modules/`` or ``layers/``; only ``bench/micro.py``, which times the CRF
   layer itself, imports ``layers/``.
+- What an exported pipeline runs (``runtime/``, the numpy CRF layer, the
+  ONNX scorer, the exported tagger, the character features, ``threads``)
+  imports no torch and none of the torch layers: it loads without torch
+  (tests/test_onnx_export.py loads one with torch blocked).
 - Span/tag conversion is defined once.
 
 Imports are read from the syntax tree, so an import inside a function or
@@ -104,6 +108,56 @@ def test_fetch_loads_no_torch(tmp_path):
 
 def test_pipeline_imports_no_torch_directly_and_no_modules():
     assert violations(PACKAGE / "pipeline", ("torch", "spacy_bilstm_crf.modules")) == []
+
+
+TORCH_FREE = (
+    "spacy_bilstm_crf/runtime",
+    "spacy_bilstm_crf/layers/crf_numpy.py",
+    "spacy_bilstm_crf/layers/onnx_scorer.py",
+    "spacy_bilstm_crf/layers/char_features.py",
+    "spacy_bilstm_crf/layers/sequences.py",
+    "spacy_bilstm_crf/layers/lazy_torch.py",
+    "spacy_bilstm_crf/models/onnx_tagger.py",
+    "spacy_bilstm_crf/models/char_embed.py",
+    "spacy_bilstm_crf/threads.py",
+    "spacy_bilstm_crf/pipeline",
+)
+TORCH_LAYERS = (
+    "spacy_bilstm_crf.modules",
+    "spacy_bilstm_crf.layers.crf",
+    "spacy_bilstm_crf.layers.encoder",
+    "spacy_bilstm_crf.models.crf_tagger",
+    "spacy_bilstm_crf.models.encoders",
+    "spacy_bilstm_crf.export",
+)
+
+
+def top_level_torch_imports(part: str) -> List[str]:
+    """Module-level imports of torch or of the torch layers in the file or folder ``part``."""
+    path = REPO / part
+    found = []
+    for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+        tree = ast.parse(file.read_text(encoding="utf8"))
+        top_lines = {node.lineno for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))}
+        for line, module in imported_modules(file):
+            if line in top_lines and any(
+                module == prefix or module.startswith(prefix + ".") for prefix in ("torch", *TORCH_LAYERS)
+            ):
+                found.append(f"{file.relative_to(REPO)}:{line} imports {module}")
+    return found
+
+
+@pytest.mark.parametrize("part", TORCH_FREE)
+def test_what_an_exported_pipeline_runs_imports_no_torch_at_module_level(part):
+    """Module-level imports only: the pipeline picks the torch CRF's functions
+    inside a function, for torch models (``crf_functions``); lazy_torch and
+    sequences import torch inside the functions that build torch objects."""
+    assert top_level_torch_imports(part) == []
+
+
+def test_the_torch_import_check_finds_torch_imports():
+    found = top_level_torch_imports("spacy_bilstm_crf/layers/crf.py")
+    assert [entry.split(" imports ")[1] for entry in found] == ["torch", "spacy_bilstm_crf.modules.crf"]
 
 
 def test_explain_and_bench_use_the_components_inference_api():

@@ -1,26 +1,4 @@
-"""Plain Thinc layers over the torch modules; the registered architectures
-that build them are in :mod:`spacy_bilstm_crf.models`."""
-
-from .crf import (
-    CRF,
-    NonFiniteScoresError,
-    crf_decode,
-    crf_kbest,
-    crf_marginals,
-    crf_span_probs,
-    crf_transition_scores,
-    set_tag_scheme,
-)
-from .encoder import torch_sequence_encoder
-
-__all__ = [
-    "CRF",
-    "NonFiniteScoresError",
-    "crf_decode",
-    "crf_kbest",
-    "crf_marginals",
-    "crf_span_probs",
-    "crf_transition_scores",
-    "set_tag_scheme",
-    "torch_sequence_encoder",
-]
+"""Plain Thinc layers: over the torch modules (``crf``, ``encoder``), and the
+torch-free ones an exported pipeline runs (``crf_numpy``, ``onnx_scorer``,
+``char_features``). Import each from its module: this package imports
+nothing, so that a torch-free layer never loads torch."""

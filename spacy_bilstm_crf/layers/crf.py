@@ -24,16 +24,15 @@ from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats1d, Floats2d, Floats3d, Ints1d, Ints2d
 
 from ..modules.crf import ConditionalRandomField, NonFiniteScoresError, NoValidPathError
-from ..tag_scheme import Span, allowed_transitions, candidate_spans, continuation_tags, entity_tags
+from ..tag_scheme import Span, allowed_transitions
+from .crf_numpy import AllowedTags, ScoredSpan, add_candidates, check_spans, flat_spans, scored_spans
+from .crf_numpy import check_crf_inputs as _check_inputs
 from .lazy_torch import lazy_torch_layer, torch_module
 from .sequences import lengths_tensor, non_empty, pad_to_torch, padding_mask, place, shim_device
 
 # Per doc: emission scores (T_i, K); the gold tag of each token (-1: unknown);
 # optionally the tags each token may take (T_i, K) bool.
-AllowedTags = Optional[Sequence[numpy.ndarray]]
 CRFInput = Tuple[List[Floats2d], List[Ints1d], AllowedTags]
-ScoredSpan = Tuple[int, int, str, float]
-"""An entity and its probability: (start token, end token exclusive, label, probability)."""
 
 __all__ = [
     "CRF",
@@ -183,13 +182,7 @@ def crf_span_probs(
     of the same forward-backward pass.
     """
     _check_inputs(model, emissions, None, allowed)
-    if len(spans) != len(emissions):
-        raise ValueError(f"CRF got {len(emissions)} docs of emission scores but {len(spans)} lists of spans.")
-    tags, scheme = model.attrs["tags"], model.attrs["scheme"]
-    for i, (doc_spans, scores) in enumerate(zip(spans, emissions)):
-        for start, end, label in doc_spans:
-            if not 0 <= start < end <= len(scores):
-                raise ValueError(f"Span ({start}, {end}, {label!r}) of doc {i} is outside 0..{len(scores)}.")
+    check_spans(emissions, spans)
     keep = non_empty(emissions)
     if not keep:
         return [[] for _ in emissions]
@@ -201,18 +194,9 @@ def crf_span_probs(
             log_alpha, log_beta, log_z = alpha_beta
             probs = (log_alpha + log_beta - log_z[:, None, None]).exp().float()  # (B, T, K)
             probs_np = model.ops.to_numpy(torch2xp(probs))
-            for row, i in enumerate(keep):
-                found = candidate_spans(probs_np[row, : len(emissions[i])], tags, scheme, threshold)
-                given = set(asked[row])
-                asked[row].extend(span for span in found if span not in given)
+            add_candidates(model, asked, [probs_np[row, : len(emissions[i])] for row, i in enumerate(keep)], threshold)
         log_probs = _span_log_probs(model, module, padded, mask, allowed_t, alpha_beta, asked)
-    out: List[List[ScoredSpan]] = []
-    for row, i in enumerate(keep):
-        n_given = len(spans[i])
-        scored = [(s, e, label, float(numpy.exp(lp))) for (s, e, label), lp in zip(asked[row], log_probs[row])]
-        extra = sorted(scored[n_given:]) if threshold is not None else []
-        out.append(scored[:n_given] + [span for span in extra if span[3] >= cast(float, threshold)])
-    return place(len(emissions), keep, out, lambda _: [])
+    return place(len(emissions), keep, scored_spans(spans, keep, asked, log_probs, threshold), lambda _: [])
 
 
 def crf_kbest(
@@ -306,26 +290,14 @@ def _span_log_probs(
     allowed: Optional[torch.Tensor],
     alpha_beta: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     spans: Sequence[Sequence[Span]],
-) -> List[numpy.ndarray]:
-    """Log-probabilities of the spans of each batch row, one call to the module."""
-    tags, scheme = model.attrs["tags"], model.attrs["scheme"]
-    index = {tag: i for i, tag in enumerate(tags)}
-    follow_row = torch.from_numpy(~continuation_tags(tags, scheme)).to(padded.device)  # (K,)
-    flat = []
-    for row, row_spans in enumerate(spans):
-        for start, end, label in row_spans:
-            try:
-                ids = [index[tag] for tag in entity_tags(end - start, label, scheme)]
-            except KeyError:
-                raise ValueError(f"The CRF has no tags for the label {label!r}: its tags are {tags}.") from None
-            flat.append((row, start, end, ids))
+) -> numpy.ndarray:
+    """Log-probabilities of the spans of all batch rows, row after row, in one call to the module."""
+    flat, follow_row = flat_spans(model, spans)
     if not flat:
-        return [numpy.zeros((0,), dtype="float64") for _ in spans]
-    follow = follow_row.unsqueeze(0).expand(len(flat), -1)  # (N, K)
+        return numpy.zeros((0,), dtype="float64")
+    follow = torch.from_numpy(follow_row).to(padded.device).unsqueeze(0).expand(len(flat), -1)  # (N, K)
     log_probs = module.span_log_probs(padded, mask, flat, follow, allowed=allowed, alpha_beta=alpha_beta)
-    values = log_probs.double().cpu().numpy()
-    bounds = numpy.cumsum([0] + [len(row_spans) for row_spans in spans])
-    return [values[bounds[row] : bounds[row + 1]] for row in range(len(spans))]
+    return log_probs.double().cpu().numpy()
 
 
 def _pad_allowed(wrapper: Model, allowed: AllowedTags, keep: Sequence[int]) -> Optional[torch.Tensor]:
@@ -345,25 +317,6 @@ def _infer_num_tags(model: Model, X: Any, Y: Any) -> None:
         keep = non_empty(X[0])
         if keep:
             model.set_dim("nO", X[0][keep[0]].shape[1])
-
-
-def _check_inputs(
-    model: Model, emissions: Sequence[Floats2d], tags: Optional[Sequence[Ints1d]], allowed: AllowedTags
-) -> None:
-    n_tags = model.get_dim("nO")
-    for name, other in (("tag sequences", tags), ("allowed-tag masks", allowed)):
-        if other is not None and len(other) != len(emissions):
-            raise ValueError(f"CRF got {len(emissions)} docs of emission scores but {len(other)} {name}.")
-    xp = model.ops.xp
-    for i, scores in enumerate(emissions):
-        if scores.ndim != 2 or scores.shape[1] != n_tags:
-            raise ValueError(f"CRF over {n_tags} tags got emission scores of shape {tuple(scores.shape)} for doc {i}.")
-        if tags is not None and len(tags[i]) != len(scores):
-            raise ValueError(f"Doc {i} has {len(scores)} emission rows but {len(tags[i])} tags.")
-        if allowed is not None and tuple(allowed[i].shape) != tuple(scores.shape):
-            raise ValueError(f"Doc {i} has emission scores {scores.shape} but an allowed-tag mask {allowed[i].shape}.")
-        if len(scores) and not bool(xp.isfinite(scores).all()):
-            raise NonFiniteScoresError(f"The emission scores of doc {i} hold NaN or infinite values.")
 
 
 def _forward(model: Model, X: CRFInput, is_train: bool) -> Tuple[Floats1d, Callable]:

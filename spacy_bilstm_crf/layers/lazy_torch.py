@@ -9,23 +9,29 @@ can load weights with ``from_bytes``, it must be built from saved dims:
 Everything a lazy layer keeps in ``attrs`` is a module-level function or a
 ``functools.partial`` of one, so that pipelines pickle (``nlp.pipe`` with
 ``n_process`` under the spawn start method, ``copy.deepcopy``).
+
+This module imports torch only where it builds or loads a torch layer: the
+pipeline reads the saved sizes of a model through it whether or not the
+model has torch layers (an exported pipeline has none, and no torch).
 """
 
 import pickle
 import re
 from io import BytesIO
-from typing import Any, Callable, Dict, List, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, cast
 
 import srsly
-import torch
 from thinc.api import Model, PyTorchWrapper_v3
 from thinc.shims import PyTorchShim
-from torch import nn
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 LAZY_FLAG = "spacy_bilstm_crf_lazy_torch"
 # Attrs that do not shape a lazy layer's weights, left out of its description.
 UNSHAPING_ATTRS = (LAZY_FLAG, "tags", "scheme", "dropout", "receptive_field", "computation")
-ModuleFactory = Callable[[Model], nn.Module]
+ModuleFactory = Callable[[Model], "nn.Module"]
 InferDims = Callable[[Model, Any, Any], None]
 
 
@@ -79,11 +85,13 @@ class UnsafeWeightsError(ValueError):
     """Saved torch weights that hold pickled objects other than tensors."""
 
 
-def load_weights_only(module: nn.Module, state_bytes: bytes, device: torch.device) -> nn.Module:
+def load_weights_only(module: "nn.Module", state_bytes: bytes, device: "torch.device") -> "nn.Module":
     """Thinc's deserializer of a wrapped torch module, loading with
     ``weights_only=True`` whatever torch's default (before torch 2.6, or with
     ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set, it unpickles anything, and a
     pickle can run code)."""
+    import torch
+
     try:
         state = torch.load(BytesIO(state_bytes), map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -102,7 +110,7 @@ def is_lazy_layer(model: Model) -> bool:
     return bool(model.attrs.get(LAZY_FLAG))
 
 
-def torch_module(model: Model) -> nn.Module:
+def torch_module(model: Model) -> "nn.Module":
     """The torch module of a built lazy layer."""
     if not model.layers:
         raise ValueError(f"Layer {model.name!r} is not initialized yet: call initialize() first.")

@@ -3,15 +3,18 @@
 Empty docs never reach a torch module: :func:`non_empty` picks the rows that
 have tokens, :func:`place` puts their results back among placeholders for the
 empty ones. Every layer of the package that runs torch on a batch of docs
-goes through these two.
+goes through these two; they need no torch, and this module imports torch
+only in the functions that make tensors.
 """
 
-from typing import Any, Callable, List, Sequence, Tuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, List, Sequence, Tuple, TypeVar, cast
 
-import torch
 from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.shims import PyTorchShim
 from thinc.types import Floats2d, Floats3d
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -30,22 +33,26 @@ def place(n_items: int, keep: Sequence[int], values: Sequence[T], empty: Callabl
     return [value if i in kept else empty(i) for i, value in enumerate(out)]
 
 
-def shim_device(model: Model) -> torch.device:
+def shim_device(model: Model) -> "torch.device":
     """The torch device of a PyTorchWrapper layer."""
     return cast(PyTorchShim, model.shims[0]).device
 
 
-def lengths_tensor(lengths: Sequence[int], device: torch.device) -> torch.Tensor:
+def lengths_tensor(lengths: Sequence[int], device: "torch.device") -> "torch.Tensor":
+    import torch
+
     return torch.tensor(list(lengths), dtype=torch.long, device=device)
 
 
-def padding_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
+def padding_mask(lengths: "torch.Tensor", max_length: int) -> "torch.Tensor":
     """(B,) lengths -> (B, T) bool mask, True on real positions."""
+    import torch
+
     positions = torch.arange(max_length, device=lengths.device)
     return positions.unsqueeze(0) < lengths.unsqueeze(1)
 
 
-def pad_to_torch(model: Model, X: Sequence[Any], requires_grad: bool = False) -> torch.Tensor:
+def pad_to_torch(model: Model, X: Sequence[Any], requires_grad: bool = False) -> "torch.Tensor":
     """Per-doc (T_i, ...) arrays, all non-empty -> one (B, T, ...) tensor on the layer's device."""
     return xp2torch(model.ops.pad(list(X)), requires_grad=requires_grad, device=shim_device(model))
 
@@ -65,7 +72,7 @@ def convert_padded_inputs(
 
 
 def convert_padded_outputs(
-    model: Model, X_Ytorch: Tuple[List[Floats2d], torch.Tensor], is_train: bool
+    model: Model, X_Ytorch: Tuple[List[Floats2d], "torch.Tensor"], is_train: bool
 ) -> Tuple[List[Floats2d], Callable[[List[Floats2d]], ArgsKwargs]]:
     """torch (B, T, W) -> list of (T_i, W) arrays, cut to the input lengths."""
     X, Ytorch = X_Ytorch

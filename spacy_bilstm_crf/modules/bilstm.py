@@ -1,10 +1,11 @@
 """A bidirectional LSTM over padded batches of token vectors."""
 
-import math
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
+
+from ..runtime.batching import length_groups
 
 # A group's fixed cost per time step (its LSTM calls and bookkeeping), in rows
 # of work. Measured on 2 CPU cores: about 2 rows; 4 splits a little less often
@@ -56,6 +57,12 @@ class BiLSTM(nn.Module):
         restore = torch.argsort(order)  # (B,) inverse permutation
         return self.dropout(torch.cat(outputs, dim=0)[restore])  # (B, T, 2H)
 
+    def forward_for_export(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        """``forward`` as one group, without Python control flow over the
+        lengths, for tracing (ONNX export): the same outputs, but short rows
+        step through the padding of long ones."""
+        return self.dropout(self._encode(inputs, lengths.to(inputs.device)))  # (B, T, 2H)
+
     def _encode(self, inputs: Tensor, lengths: Tensor) -> Tensor:
         """Every layer over one group of rows: (b, t, W) -> (b, t, 2H), zero on padding."""
         batch_size, max_length, _ = inputs.shape
@@ -87,33 +94,6 @@ class BiLSTM(nn.Module):
         # (input, hx, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first).
         outputs, _, _ = torch.lstm(inputs, hx, weights, True, 1, 0.0, self.training, False, True)
         return outputs
-
-
-def length_groups(lengths: Sequence[int], row_cost_of_a_group: float) -> List[Tuple[int, int]]:
-    """Split rows sorted by length (longest first) into runs ``[start, end)``
-    that minimise the LSTM's work: a run costs its first (longest) length
-    times its row count plus ``row_cost_of_a_group`` (a call's fixed cost,
-    in rows).
-
-    Exact dynamic programme over the D distinct lengths, O(D^2): rows of
-    equal length can always share a run (moving them all to the later of two
-    runs never costs more), so runs start where the length changes."""
-    starts = [i for i in range(len(lengths)) if i == 0 or lengths[i] != lengths[i - 1]] + [len(lengths)]
-    n_starts = len(starts) - 1
-    best = [0.0] + [math.inf] * n_starts  # best[j]: cost of rows [0, starts[j])
-    cut = [0] * (n_starts + 1)
-    for j in range(1, n_starts + 1):
-        end = starts[j]
-        for i in range(j):
-            cost = best[i] + lengths[starts[i]] * (end - starts[i] + row_cost_of_a_group)
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    groups: List[Tuple[int, int]] = []
-    j = n_starts
-    while j > 0:
-        groups.append((starts[cut[j]], starts[j]))
-        j = cut[j]
-    return groups[::-1]
 
 
 def _gather_time(values: Tensor, index: Tensor) -> Tensor:

@@ -40,6 +40,9 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+# One pair of errors for both CRFs, defined where torch is not needed.
+from ..runtime.numpy_crf import NonFiniteScoresError, NoValidPathError
+
 # The score of a forbidden transition, start, end or tag: impossible, not a
 # penalty. Sums over forbidden paths are exactly zero, maxima never pick one.
 FORBIDDEN = float("-inf")
@@ -54,14 +57,6 @@ Span = Tuple[int, int, int, Sequence[int]]
 # Emissions (B, T, K), transitions (K, K), start (K,), end (K,) with FORBIDDEN
 # wherever the lattice forbids, and the (B, T) bool mask of real tokens.
 Lattice = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
-
-
-class NonFiniteScoresError(ValueError):
-    """The CRF's scores hold NaN or infinite values (a diverged model)."""
-
-
-class NoValidPathError(ValueError):
-    """No tag sequence of a row satisfies the constraints (or the gold tags)."""
 
 
 def fixed_tags_mask(tags: Tensor, num_tags: int) -> Tensor:

@@ -4,6 +4,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, cast
 
 import numpy
@@ -20,18 +21,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats1d, Floats2d, Ints1d, Ints2d
 
-from ..layers.crf import (
-    NonFiniteScoresError,
-    NoValidPathError,
-    ScoredSpan,
-    crf_decode,
-    crf_kbest,
-    crf_marginals,
-    crf_nll,
-    crf_span_probs,
-    crf_transition_scores,
-    set_tag_scheme,
-)
+from ..layers.crf_numpy import CRFStateError, ScoredSpan, has_crf, is_numpy_crf
 from ..layers.lazy_torch import (
     UnsafeWeightsError,
     build_lazy_layers,
@@ -39,9 +29,10 @@ from ..layers.lazy_torch import (
     describe_saved_lazy_layers,
     lazy_layer_dims,
 )
+from ..layers.onnx_scorer import OnnxGraphError
 from ..loading import guard_loading
-from ..models.crf_tagger import get_crf
 from ..optim import finish_update_scaled
+from ..runtime.numpy_crf import NonFiniteScoresError, NoValidPathError
 from ..tag_scheme import (
     OUTSIDE,
     continuation_tags,
@@ -309,7 +300,24 @@ class CRFEntityRecognizer(TrainablePipe):
 
     @property
     def is_initialized(self) -> bool:
-        return bool(get_crf(self.model).layers)
+        crf = get_crf(self.model)
+        return has_crf(crf) if is_numpy_crf(crf) else bool(crf.layers)
+
+    @property
+    def is_exported(self) -> bool:
+        """Whether the model is an exported one (ONNX and numpy, no torch), which predicts only."""
+        return is_numpy_crf(get_crf(self.model))
+
+    @property
+    def _crf(self) -> ModuleType:
+        return crf_functions(get_crf(self.model))
+
+    def _check_trainable(self, method: str) -> None:
+        if self.is_exported:
+            raise ValueError(
+                f"Component {self.name!r} runs an exported (ONNX) model, which predicts only: {method} needs "
+                "the torch pipeline it was exported from (train that one, then export it again)."
+            )
 
     def add_label(self, label: str) -> int:
         """Add an entity label; 1 if it is new, 0 if it was there."""
@@ -341,6 +349,7 @@ class CRFEntityRecognizer(TrainablePipe):
     ) -> None:
         """Set the labels (given, or found in the examples) and initialize the
         model on a sample of the examples that hold tokens."""
+        self._check_trainable("initialize")
         validate_get_examples(get_examples, "CRFEntityRecognizer.initialize")
         apply_thread_policy()
         if labels is not None:
@@ -365,10 +374,12 @@ class CRFEntityRecognizer(TrainablePipe):
                 "Leave nO unset in the config; it is inferred from the labels."
             )
         doc_sample = self._init_sample(get_examples)
-        set_tag_scheme(get_crf(self.model), self.tags, self.scheme)
+        self._crf.set_tag_scheme(get_crf(self.model), self.tags, self.scheme)
         label_sample = [self.model.ops.alloc2f(len(doc), n_tags) for doc in doc_sample]
         self.model.initialize(X=doc_sample, Y=label_sample)
         self.cfg["torch_layer_dims"] = lazy_layer_dims(self.model)
+        if nlp is not None:
+            _require_torch_extra(nlp)
 
     def _init_sample(self, get_examples: Callable[[], Iterable[Example]]) -> List[Doc]:
         sample: List[Doc] = []
@@ -415,7 +426,9 @@ class CRFEntityRecognizer(TrainablePipe):
         CRF (at ``temperature``, by default the component's); rows sum to 1."""
         temperature = self.temperature if temperature is None else temperature
         with self._decoding():
-            return crf_marginals(get_crf(self.model), emissions.scores, emissions.allowed, temperature=temperature)
+            return self._crf.crf_marginals(
+                get_crf(self.model), emissions.scores, emissions.allowed, temperature=temperature
+            )
 
     def entity_probs(
         self,
@@ -432,7 +445,7 @@ class CRFEntityRecognizer(TrainablePipe):
         probability 1 (known ones are fixed, so the CRF gives them 1)."""
         temperature = self.temperature if temperature is None else temperature
         with self._decoding():
-            scored = crf_span_probs(
+            scored = self._crf.crf_span_probs(
                 get_crf(self.model),
                 emissions.scores,
                 entities,
@@ -458,14 +471,16 @@ class CRFEntityRecognizer(TrainablePipe):
         self._check_k(k)
         temperature = self.temperature if temperature is None else temperature
         with self._decoding():
-            return crf_kbest(get_crf(self.model), emissions.scores, k, emissions.allowed, temperature=temperature)
+            return self._crf.crf_kbest(
+                get_crf(self.model), emissions.scores, k, emissions.allowed, temperature=temperature
+            )
 
     def transition_scores(self) -> Dict[str, numpy.ndarray]:
         """The CRF's learned scores and constraints as numpy arrays:
         ``transitions`` (K, K) (row: previous tag), ``start`` (K,), ``end``
         (K,), and the bool masks ``allowed_transitions``, ``allowed_start``
         and ``allowed_end``."""
-        return crf_transition_scores(get_crf(self.model))
+        return self._crf.crf_transition_scores(get_crf(self.model))
 
     def tag_spans(self, tag_ids: Ints1d) -> List[EntitySpan]:
         """The entities (start, end, label) that a sequence of tag ids encodes."""
@@ -514,7 +529,7 @@ class CRFEntityRecognizer(TrainablePipe):
         self, model: Model, scores: Sequence[Floats2d], allowed: Optional[List[numpy.ndarray]]
     ) -> List[Ints1d]:
         with self._decoding():
-            return crf_decode(get_crf(model), scores, allowed)
+            return crf_functions(get_crf(model)).crf_decode(get_crf(model), scores, allowed)
 
     @contextmanager
     def _decoding(self) -> Iterator[None]:
@@ -566,6 +581,7 @@ class CRFEntityRecognizer(TrainablePipe):
         """Learn from a batch of examples: the CRF negative log-likelihood of
         their gold tags, backpropagated through the CRF and the model."""
         examples = list(examples)
+        self._check_trainable("update")
         validate_examples(examples, "CRFEntityRecognizer.update")
         return self._learn(examples, drop, sgd, losses, self._gold_and_allowed)
 
@@ -574,10 +590,11 @@ class CRFEntityRecognizer(TrainablePipe):
         and its gradient with respect to the emission scores. Pure: it
         changes no gradient of the model (``update`` trains the CRF)."""
         examples = list(examples)
+        self._check_trainable("get_loss")
         validate_examples(examples, "CRFEntityRecognizer.get_loss")
         gold, allowed = self._gold_and_allowed(examples)
         with self._training_errors():
-            nll, d_scores = crf_nll(get_crf(self.model), scores, gold, allowed)
+            nll, d_scores = self._crf.crf_nll(get_crf(self.model), scores, gold, allowed)
         return self._checked_loss(nll), d_scores
 
     def _gold_and_allowed(self, examples: List[Example]) -> Tuple[List[Ints1d], Optional[List[numpy.ndarray]]]:
@@ -632,6 +649,7 @@ class CRFEntityRecognizer(TrainablePipe):
                 "before nlp.rehearse(), so that it keeps a copy of the current model."
             )
         examples = list(examples)
+        self._check_trainable("rehearse")
         validate_examples(examples, "CRFEntityRecognizer.rehearse")
         if sgd not in (None, False) and not isinstance(sgd, Optimizer):
             sgd = cast(Optimizer, _GradientCollector(sgd))  # Language.rehearse's collector, see _GradientCollector
@@ -820,7 +838,7 @@ class CRFEntityRecognizer(TrainablePipe):
             self.model.from_bytes(data)
         except AttributeError:
             raise ValueError(Errors.E149) from None
-        except UnsafeWeightsError as exc:
+        except (UnsafeWeightsError, OnnxGraphError, CRFStateError) as exc:
             raise ValueError(f"Cannot load {where}: {exc}") from None
         except Exception as exc:  # msgpack, Thinc and torch raise many kinds here
             raise ValueError(f"Cannot load {where}: {_load_failure(data, built, exc)}") from None
@@ -831,7 +849,56 @@ class CRFEntityRecognizer(TrainablePipe):
                     f"Cannot load {where}: {cfg_source} names {len(self.labels)} labels "
                     f"({len(self.tags)} {self.scheme} tags) but the saved CRF has {crf.get_dim('nO')} tags."
                 )
-            set_tag_scheme(crf, self.tags, self.scheme)
+            try:
+                self._crf.set_tag_scheme(crf, self.tags, self.scheme)
+                if self.is_exported:
+                    self._check_exported_widths()
+            except ValueError as exc:
+                raise ValueError(f"Cannot load {where}: {exc}") from None
+
+    def _check_exported_widths(self) -> None:
+        """An exported model's graph must give a score per tag from the tok2vec's vectors."""
+        scorer, tok2vec = self.model.get_ref("scorer"), self.model.get_ref("tok2vec")
+        if not scorer.has_dim("nO"):
+            raise ValueError("it has no ONNX graph.")
+        if scorer.get_dim("nO") != len(self.tags):
+            raise ValueError(
+                f"its ONNX graph gives {scorer.get_dim('nO')} scores per token but the CRF has {len(self.tags)} tags."
+            )
+        if tok2vec.has_dim("nO") and tok2vec.get_dim("nO") != scorer.get_dim("nI"):
+            raise ValueError(
+                f"its ONNX graph takes vectors of width {scorer.get_dim('nI')} but the tok2vec gives "
+                f"{tok2vec.get_dim('nO')}."
+            )
+
+
+def _require_torch_extra(nlp: Language) -> None:
+    """List ``spacy-bilstm-crf[torch]`` in the pipeline's requirements (torch
+    is an extra), so that a ``spacy package`` wheel of it brings torch along;
+    ``export`` replaces it with the ``[onnx]`` extra."""
+    from .. import __version__
+
+    requirements = nlp.meta.setdefault("requirements", [])
+    if not any(util.split_requirement(req)[0] == "spacy-bilstm-crf" for req in requirements):
+        requirements.append(f"spacy-bilstm-crf[torch]>={__version__}")
+
+
+def get_crf(model: Model) -> Model:
+    """The CRF layer of a CRF tagger: the torch one, or an exported pipeline's numpy one."""
+    return model.get_ref("crf")
+
+
+def crf_functions(crf: Model) -> ModuleType:
+    """The module of inference functions for the CRF layer ``crf``:
+    ``layers.crf`` (torch, loaded only here) or ``layers.crf_numpy``, which
+    give the same functions under the same names."""
+    if is_numpy_crf(crf):
+        from ..layers import crf_numpy
+
+        return crf_numpy
+    from ..layers import crf as torch_crf
+
+    return torch_crf
 
 
 def _check_cfg(cfg: Any) -> None:

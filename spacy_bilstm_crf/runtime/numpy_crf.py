@@ -69,7 +69,7 @@ class NonFiniteScoresError(ValueError):
 
 
 class NoValidPathError(ValueError):
-    """No tag sequence of a row satisfies the constraints."""
+    """No tag sequence of a row satisfies the constraints (or the gold tags)."""
 
 
 def fixed_tags_mask(tags: Any, num_tags: int) -> numpy.ndarray:
