@@ -42,14 +42,16 @@ from .provenance import git_commit, machine_info, package_hash
 SYSTEMS = ("torch", "onnx_float", "onnx_int8", "spacy_ner")
 
 LOAD_SCRIPT = """
-import json, resource, sys, time
+import json, sys, time
 start = time.perf_counter()
 import spacy
 nlp = spacy.load(sys.argv[1])
 loaded = time.perf_counter() - start
 texts = json.load(open(sys.argv[2], encoding="utf8"))
 list(nlp.pipe(texts))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+# VmHWM, this process's own peak (ru_maxrss would carry the parent's over exec)
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()
+peak = int(status[0]) / 1024.0
 print(json.dumps({"load_seconds": loaded, "peak_rss_mb": peak}))
 """
 
@@ -292,4 +294,12 @@ def summarize(result: Dict[str, Any]) -> Dict[str, Any]:
                 "met": ratios["import_spacy_and_load"] <= 0.5,
             }
         )
-    return {"targets": targets}
+    return {
+        "package_hash": result.get("package_hash"),
+        "ner_steps": result.get("ner_steps"),
+        "export_seconds": result.get("export_seconds", {}),
+        "accuracy": acc,
+        "speed": result.get("speed", {}),
+        "install": install,
+        "targets": targets,
+    }

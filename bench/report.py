@@ -669,6 +669,8 @@ def render(agg: Agg, md_path: Path, img_dir: Path) -> List[Path]:
     ]
     if agg.get("contention"):
         parts += ["## Throughput on a busy machine (issue 26)", "", contention_section(agg["contention"]), ""]
+    if agg.get("onnx"):
+        parts += ["## The torch-free runtime (ONNX, issue 26)", "", onnx_section(agg["onnx"]), ""]
     parts += ["## Setup", "", setup_section(agg), ""]
     parts += ["## Provenance", "", provenance_section(agg), ""]
     md_path.write_text("\n".join(parts), encoding="utf8")
@@ -714,6 +716,104 @@ def contention_section(summary: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+ONNX_SYSTEMS = {
+    "torch": "torch pipeline (`crf_ner`, BiLSTM-CRF)",
+    "onnx_float": "exported, float ONNX",
+    "onnx_int8": "exported, int8 ONNX",
+    "spacy_ner": "spaCy `ner`, same features",
+}
+
+
+def onnx_section(summary: Dict[str, Any]) -> str:
+    """The ONNX run (``python -m bench onnx``): speed, accuracy, install, targets."""
+    speed = summary.get("speed", {})
+    acc = summary.get("accuracy", {})
+    lines = [
+        f"The README's MSRA pipeline exported with `spacy-bilstm-crf export` (float and `--int8`); package "
+        f"`{(summary.get('package_hash') or '')[:12]}`. spaCy `ner` on the same features was trained "
+        f"{summary.get('ner_steps')} steps on a sample of train, to time it only: its accuracy is not reported.",
+        "",
+    ]
+    if speed:
+        chars = speed["chars_per_s"]
+        rows = [
+            [
+                ONNX_SYSTEMS[name],
+                f"{num(e['median'])} [{num(e['min'])}, {num(e['max'])}]",
+                f"{e['over_torch']['median']:.2f}x [{e['over_torch']['min']:.2f}, {e['over_torch']['max']:.2f}]",
+                f"{e['over_ner']['median']:.2f}x [{e['over_ner']['min']:.2f}, {e['over_ner']['max']:.2f}]",
+            ]
+            for name, e in chars.items()
+        ]
+        lines += [
+            f"Inference over {num(speed['characters'])} characters of MSRA test sentences, {speed['rounds']} "
+            "interleaved rounds (order rotating), all four pipelines in one process on the package's thread plan "
+            "(one thread each); median [min, max] of the rounds, ratios taken within each round.",
+            "",
+            table(["pipeline", "characters/s", "over torch", "over `ner`"], rows),
+            "",
+        ]
+    if acc:
+        rows = [
+            [
+                ONNX_SYSTEMS[name],
+                f"{100 * acc[name]['ents_p']:.2f}",
+                f"{100 * acc[name]['ents_r']:.2f}",
+                f"{100 * acc[name]['ents_f']:.2f}",
+                "–" if name == "torch" else f"{100 * acc[name]['f1_minus_torch']:+.2f}",
+                "–" if name == "torch" else num(acc[name]["docs_differing_from_torch"]),
+            ]
+            for name in ("torch", "onnx_float", "onnx_int8")
+        ]
+        lines += [
+            f"Accuracy on the {num(acc['test_docs'])} MSRA test sentences (our split, not SIGHAN's):",
+            "",
+            table(["pipeline", "P", "R", "F1", "F1 − torch", "sentences whose entities differ"], rows),
+            "",
+        ]
+    install = summary.get("install", {})
+    if install:
+        rows = [
+            [
+                f"`{' '.join(install[name]['requirements'])}`",
+                f"{install[name]['site_packages_mb']:.0f}",
+                "–" if name == "base" else f"{install[name]['mb_over_base']:.0f}",
+                "–" if name == "base" else f"{install[name]['import_runtime_seconds']['median']:.2f}",
+                "–" if name == "base" else f"{install[name]['import_spacy_and_load_seconds']['median']:.2f}",
+                "–" if name == "base" else f"{install[name]['peak_rss_mb']['median']:.0f}",
+            ]
+            for name in ("base", "torch", "onnx")
+        ]
+        lines += [
+            "Fresh venvs (Python 3.11, the package's wheel; medians of repeated fresh processes). Load: "
+            "`import spacy` and `spacy.load` of the torch pipeline (torch venv) or of the float export (onnx venv); "
+            "peak memory: loading and annotating the timed sentences.",
+            "",
+            table(
+                [
+                    "install",
+                    "site-packages MB",
+                    "MB over the package alone",
+                    "import the runtime (s)",
+                    "import spaCy and load (s)",
+                    "peak memory MB",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    lines.append(
+        table(
+            ["target", "value", ""],
+            [
+                (t["target"], f"{t['value']:.2f}", "met" if t["met"] else "**not met**")
+                for t in summary.get("targets", [])
+            ],
+        )
+    )
+    return "\n".join(lines)
+
+
 POLICY_NAMES = {
     "old": "old: torch's own (a thread per core)",
     "auto": "new: `SPACY_BILSTM_CRF_THREADS=auto`",
@@ -724,12 +824,18 @@ def write_report(
     cells_root: Path, md_path: Path, img_dir: Path, json_path: Path, allow_mixed: bool = False
 ) -> List[Path]:
     """Aggregate the cells under ``cells_root``; write the JSON, the page and its figures.
-    A contention run next to the cells (``contention-msra.json``) gets its section too."""
+    A contention run and an ONNX run next to the cells (``contention-msra.json``,
+    ``onnx-msra.json``) get their sections too."""
     from .contention import summarize
 
     agg = aggregate(load_cells(cells_root, allow_mixed=allow_mixed))
     contention_path = cells_root.parent / "contention-msra.json"
     if contention_path.exists():
         agg["contention"] = summarize(read_json(contention_path))
+    onnx_path = cells_root.parent / "onnx-msra.json"
+    if onnx_path.exists():
+        from .onnx import summarize as summarize_onnx
+
+        agg["onnx"] = summarize_onnx(read_json(onnx_path))
     write_json(json_path, agg)
     return [json_path, *render(agg, md_path, img_dir)]

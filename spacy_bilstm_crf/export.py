@@ -164,12 +164,7 @@ def onnx_scorer_graph(model: Model, *, quantize: bool = False, opset: int = OPSE
         _finish_graph(path, ONNX_ROW_COST_OF_A_GROUP if scorer.recurrent else None)
         _check_graph_matches(scorer, path.read_bytes(), n_in)
         if quantize:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantized = Path(tmp) / "scorer.int8.onnx"
-            with _quiet_exporters():
-                quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
-            path = quantized
+            path = _quantized(path)
         return path.read_bytes()
 
 
@@ -182,6 +177,24 @@ def _emission_scorer(model: Model) -> EmissionScorer:
     encoder = torch_module(encoder_layer) if is_lazy_layer(encoder_layer) else None
     n_in = encoder_layer.get_dim("nI") if encoder is not None else weights.shape[1]
     return EmissionScorer(encoder, torch.from_numpy(weights), torch.from_numpy(bias), n_in)
+
+
+def _quantized(path: Path) -> Path:
+    """int8 dynamic quantisation of the graph at ``path``. The graph is
+    constant-folded first (onnxruntime's basic optimisations), so that the
+    LSTM's weights are initializers, which the quantiser needs to make it a
+    DynamicQuantizeLSTM; the emission layer becomes an integer MatMul."""
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folded, quantized = path.with_name("folded.onnx"), path.with_name("int8.onnx")
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(folded)
+    onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    with _quiet_exporters():
+        quantize_dynamic(str(folded), str(quantized), weight_type=QuantType.QInt8)
+    return quantized
 
 
 def _finish_graph(path: Path, group_cost: Optional[float]) -> None:

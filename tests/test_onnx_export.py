@@ -299,7 +299,7 @@ def test_an_int8_export_loads_and_predicts(english, tmp_path: Path) -> None:
     import onnx
 
     ops = {node.op_type for node in onnx.load_from_string(graph).graph.node}
-    assert ops & {"DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeMatMul"}
+    assert {"DynamicQuantizeLSTM", "MatMulInteger"} <= ops  # the BiLSTM and the emission layer
     docs = list(onnx_nlp.pipe(EN_TEXTS))
     assert len(docs) == len(EN_TEXTS)
 
