@@ -8,6 +8,10 @@ xx's tokenizer is built in a third of the time of English's (no English
 exceptions), which the many small pipelines of the suite add up.
 """
 
+import os
+import subprocess
+import sys
+import venv
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -149,3 +153,29 @@ def inline_nlp(
 ) -> Language:
     """A blank pipeline with crf_ner alone, over a transformer of its own."""
     return make_nlp(encoder, tok2vec=inline_transformer(bert, window, stride), **settings)
+
+
+# --- wheels in fresh venvs ---------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wheel_metadata(wheel: Path) -> str:
+    """The METADATA file of a wheel."""
+    return subprocess.run(["unzip", "-p", str(wheel), "*/METADATA"], capture_output=True, text=True, check=True).stdout
+
+
+def venv_with_package(folder: Path, *requirements: str) -> Path:
+    """A fresh venv in ``folder`` with this package's wheel and ``requirements``
+    installed (from the registry, or files); its Python."""
+    dist = folder / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(REPO)], check=True
+    )
+    env_dir = folder / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    package_wheel = next(dist.glob("spacy_bilstm_crf-*.whl"))
+    install = [str(python), "-m", "pip", "install", "--quiet", *requirements, str(package_wheel)]
+    subprocess.run(install, check=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    return python

@@ -8,11 +8,9 @@ int8 exports are measured in bench/ (python -m bench onnx), not here.
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
-import venv
 from pathlib import Path
 from typing import Iterator, List
 
@@ -25,12 +23,14 @@ from spacy.language import Language
 from spacy_bilstm_crf.cli import main
 from spacy_bilstm_crf.export import ExportError, export_pipeline
 
-from .pipelines import char_entities, inline_nlp, make_nlp, train
+from .pipelines import char_entities, inline_nlp, make_nlp, train, venv_with_package, wheel_metadata
 from .tiny_data import EN_TRAIN, SHARED_DATA, ZH_TRAIN
 
 onnxruntime = pytest.importorskip("onnxruntime")
-
-REPO = Path(__file__).resolve().parents[1]
+# Every test here exports (a torch.onnx trace in a child process, about 10 s) or
+# loads an export: the slow tier. tests/test_onnx_runtime.py tests the runtime's
+# layers on hand-built graphs in the fast tier.
+pytestmark = pytest.mark.slow
 
 EN_TEXTS = [text for text, _ in EN_TRAIN] + [
     "Alice moved from Paris to London to work at Google.",
@@ -87,11 +87,17 @@ def assert_same_entities(torch_nlp: Language, onnx_nlp: Language, texts: List[st
 
 
 @pytest.fixture(scope="module")
-def english(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
-    """A trained English BiLSTM pipeline with confidences on, and its float export."""
-    nlp = trained("bilstm", spans_key="ents_scored", threshold=0.1)
+def english(saved_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    """The suite's trained English BiLSTM pipeline (loaded from its folder, with
+    confidences switched on) and its float export (likewise)."""
+    nlp = spacy.load(saved_pipeline)
     path = tmp_path_factory.mktemp("onnx") / "exported"
-    yield nlp, exported(nlp, path), path
+    onnx_nlp = exported(nlp, path)
+    for pipeline in (nlp, onnx_nlp):
+        pipeline.get_pipe("crf_ner").spans_key = "ents_scored"
+        pipeline.get_pipe("crf_ner").threshold = 0.1
+    assert any(doc.ents for doc in nlp.pipe(EN_TEXTS)), "the pipeline finds nothing: parity would be empty"
+    yield nlp, onnx_nlp, path
 
 
 def test_the_export_sets_the_same_entities_confidences_and_kbest(english) -> None:
@@ -159,11 +165,7 @@ def test_an_exported_pipeline_predicts_only(english) -> None:
     [
         ("graph", "Cannot load component 'crf_ner' from .*crf_ner.model: not a valid ONNX graph"),
         ("crf", "Cannot load component 'crf_ner' from .*crf_ner.model: its CRF: Not a valid CRF state"),
-        pytest.param(
-            "other_graph",
-            "Cannot load component 'crf_ner' from .*crf_ner.model: its ONNX graph gives 5 scores",
-            marks=pytest.mark.slow,
-        ),
+        ("other_graph", "Cannot load component 'crf_ner' from .*crf_ner.model: its ONNX graph gives 5 scores"),
     ],
 )
 def test_a_damaged_or_mismatched_export_gets_a_one_line_error_naming_the_file(
@@ -210,7 +212,6 @@ def _graph_with_width(n_in: int, n_out: int) -> bytes:
     return program.model_proto.SerializeToString()
 
 
-@pytest.mark.slow
 def test_export_refuses_what_it_cannot_export(english, tmp_path: Path, tiny_bert: Path) -> None:
     torch_nlp, _, path = english
     with pytest.raises(ExportError, match="exists"):
@@ -224,7 +225,6 @@ def test_export_refuses_what_it_cannot_export(english, tmp_path: Path, tiny_bert
     assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.slow
 def test_the_export_command_writes_a_pipeline_and_reports_errors_in_one_line(
     english, saved_pipeline: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -278,7 +278,6 @@ def test_an_exported_pipeline_loads_and_predicts_with_torch_blocked(english) -> 
     assert [[tuple(ent) for ent in doc] for doc in found] == expected
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["bilstm", "idcnn", "idcnn_v1", "none"])
 @pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
 def test_every_encoder_and_scheme_exports_with_the_same_entities(encoder: str, scheme: str, tmp_path: Path) -> None:
@@ -289,7 +288,6 @@ def test_every_encoder_and_scheme_exports_with_the_same_entities(encoder: str, s
         assert_same_entities(nlp, onnx_nlp, texts)
 
 
-@pytest.mark.slow
 def test_an_int8_export_loads_and_predicts(english, tmp_path: Path) -> None:
     torch_nlp, _, _ = english
     onnx_nlp = exported(torch_nlp, tmp_path / "int8", quantize=True)
@@ -304,7 +302,6 @@ def test_an_int8_export_loads_and_predicts(english, tmp_path: Path) -> None:
     assert len(docs) == len(EN_TEXTS)
 
 
-@pytest.mark.slow
 def test_an_exported_pipeline_gives_the_same_entities_in_two_processes(english) -> None:
     _, onnx_nlp, _ = english
     texts = EN_TEXTS * 20
@@ -313,7 +310,6 @@ def test_an_exported_pipeline_gives_the_same_entities_in_two_processes(english) 
     assert two == one
 
 
-@pytest.mark.slow
 def test_a_wheel_of_an_export_installs_and_runs_in_a_fresh_venv_without_torch(english, tmp_path: Path) -> None:
     torch_nlp, _, path = english
     packages = tmp_path / "packages"
@@ -322,21 +318,10 @@ def test_a_wheel_of_an_export_installs_and_runs_in_a_fresh_venv_without_torch(en
     done = subprocess.run(package + ["--name", "onnx_ner", "--version", "0.0.1"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     model_wheel = next(packages.glob("*/dist/*.whl"))
-    metadata = subprocess.run(
-        ["unzip", "-p", str(model_wheel), "*/METADATA"], capture_output=True, text=True, check=True
-    ).stdout
+    metadata = wheel_metadata(model_wheel)
     assert "Requires-Dist: spacy-bilstm-crf[onnx]" in metadata
-    assert "torch" not in metadata.replace("spacy-bilstm-crf[torch]", "")
-    dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(REPO)], check=True
-    )
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    package_wheel = next(dist.glob("spacy_bilstm_crf-*.whl"))
-    install = [str(python), "-m", "pip", "install", "--quiet", str(package_wheel), str(model_wheel)]
-    subprocess.run(install, check=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    assert "torch" not in metadata
+    python = venv_with_package(tmp_path, str(model_wheel))
     script = (
         "import importlib.util, json, sys\n"
         "assert importlib.util.find_spec('torch') is None, 'torch is installed'\n"

@@ -1,11 +1,9 @@
 """The spaCy project workflow (reduced) and the model wheel it packages."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
+from .pipelines import venv_with_package, wheel_metadata
 from .tiny_data import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,21 +69,8 @@ def test_model_wheel_installs_and_runs_in_a_fresh_venv(project, tmp_path):
     wheels = list((project / "packages").glob("*/dist/*.whl"))
     assert len(wheels) == 1
     model_wheel = wheels[0]
-    metadata = subprocess.run(
-        ["unzip", "-p", str(model_wheel), "*/METADATA"], capture_output=True, text=True, check=True
-    ).stdout
-    assert "Requires-Dist: spacy-bilstm-crf" in metadata
-
-    dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(REPO)], check=True
-    )
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    package_wheel = next(dist.glob("spacy_bilstm_crf-*.whl"))
-    install = [str(python), "-m", "pip", "install", "--quiet", "torch==2.13.0", str(package_wheel), str(model_wheel)]
-    subprocess.run(install, check=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    assert "Requires-Dist: spacy-bilstm-crf[torch]" in wheel_metadata(model_wheel)
+    python = venv_with_package(tmp_path, "torch==2.13.0", str(model_wheel))
 
     train_docs = DocBin().from_disk(project / "corpus" / "msra" / "train.spacy").get_docs(Vocab())
     texts = EXAMPLES + [doc.text for doc in train_docs if doc.ents][:4]

@@ -25,7 +25,15 @@ from thinc.types import Floats1d, Floats2d, Floats3d, Ints1d, Ints2d
 
 from ..modules.crf import ConditionalRandomField, NonFiniteScoresError, NoValidPathError
 from ..tag_scheme import Span, allowed_transitions
-from .crf_numpy import AllowedTags, ScoredSpan, add_candidates, check_spans, flat_spans, scored_spans
+from .crf_numpy import (
+    AllowedTags,
+    ScoredSpan,
+    add_candidates,
+    check_spans,
+    flat_spans,
+    kbest_rows,
+    scored_spans,
+)
 from .crf_numpy import check_crf_inputs as _check_inputs
 from .lazy_torch import lazy_torch_layer, torch_module
 from .sequences import lengths_tensor, non_empty, pad_to_torch, padding_mask, place, shim_device
@@ -226,16 +234,7 @@ def crf_kbest(
         log_probs = (scores - log_z.unsqueeze(1)).float()
         paths_np = model.ops.to_numpy(torch2xp(paths.int()))
         log_probs_np = model.ops.to_numpy(torch2xp(log_probs))
-    rows = []
-    for row, i in enumerate(keep):
-        found = numpy.isfinite(log_probs_np[row])
-        rows.append(
-            (
-                ops.asarray2i(paths_np[row, found, : len(emissions[i])]),
-                ops.asarray1f(log_probs_np[row, found]),
-            )
-        )
-    return place(len(emissions), keep, rows, lambda _: empty)
+    return kbest_rows(model, emissions, keep, paths_np, log_probs_np)
 
 
 def crf_transition_scores(model: Model[CRFInput, Floats1d]) -> Dict[str, numpy.ndarray]:

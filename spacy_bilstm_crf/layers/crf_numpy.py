@@ -195,16 +195,7 @@ def crf_kbest(
     log_z = crf.log_partition(padded, mask, allowed=allowed_np, temperature=temperature)  # (B,)
     with numpy.errstate(invalid="ignore"):  # missing paths score -inf
         log_probs = scores - log_z[:, None]
-    rows = []
-    for row, i in enumerate(keep):
-        found = numpy.isfinite(log_probs[row])
-        rows.append(
-            (
-                ops.asarray2i(cast(Ints2d, paths[row, found, : len(emissions[i])].astype("int32"))),
-                ops.asarray1f(cast(Floats1d, log_probs[row, found].astype("float32"))),
-            )
-        )
-    return place(len(emissions), keep, rows, lambda _: empty)
+    return kbest_rows(model, emissions, keep, paths, log_probs)
 
 
 def crf_transition_scores(model: Model) -> Dict[str, numpy.ndarray]:
@@ -242,6 +233,25 @@ def check_spans(emissions: Sequence[Floats2d], spans: Sequence[Sequence[Span]]) 
         for start, end, label in doc_spans:
             if not 0 <= start < end <= len(scores):
                 raise ValueError(f"Span ({start}, {end}, {label!r}) of doc {i} is outside 0..{len(scores)}.")
+
+
+def kbest_rows(
+    model: Model, emissions: Sequence[Floats2d], keep: Sequence[int], paths: numpy.ndarray, log_probs: numpy.ndarray
+) -> List[Tuple[Ints2d, Floats1d]]:
+    """Per doc the found paths (n, T_i) and log-probabilities (n,) from the
+    batch's k-best (B, k, T) and (B, k) (-inf: no such path); an empty doc
+    has one empty path of log-probability 0."""
+    ops = model.ops
+    rows = []
+    for row, i in enumerate(keep):
+        found = numpy.isfinite(log_probs[row])
+        rows.append(
+            (
+                ops.asarray2i(cast(Ints2d, paths[row, found, : len(emissions[i])].astype("int32"))),
+                ops.asarray1f(cast(Floats1d, log_probs[row, found].astype("float32"))),
+            )
+        )
+    return place(len(emissions), keep, rows, lambda _: (ops.alloc2i(1, 0), ops.alloc1f(1)))
 
 
 def add_candidates(model: Model, asked: List[List[Span]], probs: Sequence[Any], threshold: float) -> None:
