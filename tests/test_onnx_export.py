@@ -149,6 +149,13 @@ def test_an_exported_pipeline_round_trips_through_bytes_and_disk(english, tmp_pa
     assert [char_entities(d) for d in again.pipe(EN_TEXTS)] == [char_entities(d) for d in onnx_nlp.pipe(EN_TEXTS)]
 
 
+def test_explain_refuses_an_export_and_says_what_to_explain(english) -> None:
+    from spacy_bilstm_crf.explain.trace import explain
+
+    with pytest.raises(ValueError, match="is an export \\(ONNX\\).*explain the torch pipeline"):
+        explain(english[1], EN_TEXTS[0])
+
+
 def test_an_exported_pipeline_predicts_only(english) -> None:
     _, onnx_nlp, _ = english
     from spacy.training import Example

@@ -46,6 +46,11 @@ def explain(nlp: Language, text: str, *, k: int = 3, component: Optional[str] = 
     pipe = nlp.get_pipe(name)
     if not isinstance(pipe, CRFEntityRecognizer):
         raise ValueError(f"Component {name!r} is not a crf_ner component.")
+    if pipe.is_exported:
+        raise ValueError(
+            f"Component {name!r} is an export (ONNX), whose encoder and emission layer are one graph: "
+            "explain the torch pipeline it was exported from."
+        )
     position = nlp.pipe_names.index(name)
     doc = nlp(text, disable=nlp.pipe_names[position:])
     if len(doc) == 0:
