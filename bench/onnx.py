@@ -16,13 +16,24 @@ of its ``train.spacy``, ``dev.spacy`` and ``test.spacy``. The run:
    pipelines in one process on the package's thread plan, in ``--rounds``
    interleaved rounds whose order rotates; per round characters/s and the
    ratios to torch and to ``ner``;
+   Before each timed pass the character features' cache of jieba
+   segmentations is cleared, so that every pass segments its sentences as
+   it would new text;
 5. in fresh venvs (the package alone, with ``[torch]``, with ``[onnx]``):
    site-packages MB, the seconds to import the runtime (``import torch`` /
    ``import onnxruntime``) and to import spaCy and load the pipeline (torch
    pipeline / float export), and the peak memory of loading and annotating
-   the timed sentences; ``--skip-venvs`` leaves this out.
+   the timed sentences; ``--skip-venvs`` leaves this out;
+6. profiles where inference time goes in the torch pipeline and both
+   exports: microseconds per character in the tok2vec, in the scorer
+   (encoder and emission layer: the graph, for the exports), in Viterbi
+   decoding and in the rest, one pass over the timed sentences each
+   (``bench.timing``), and the ratio to torch an export would reach were its
+   scorer to take no time.
 
-Each stage's results are written to ``--out`` as they finish.
+Each stage's results are written to ``--out`` as they finish. ``--only
+STAGE`` runs the exports and that one stage and adds it to an existing
+``--out``, keeping the others.
 """
 
 import argparse
@@ -34,10 +45,14 @@ import tempfile
 import time
 import venv
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, cast
 
-from .common import REPO, log, spread, write_json
+from spacy_bilstm_crf.models.char_embed import clear_segment_cache
+
+from .common import REPO, log, read_json, spread, write_json
 from .provenance import git_commit, machine_info, package_hash
+from .speed import rotated
+from .timing import infer_breakdown, timed_refs
 
 SYSTEMS = ("torch", "onnx_float", "onnx_int8", "spacy_ner")
 
@@ -64,40 +79,85 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ner-steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5, help="repeats of each import and load timing")
     parser.add_argument("--skip-venvs", action="store_true", help="leave out install size, import time and memory")
+    parser.add_argument("--only", choices=("accuracy", "speed", "install", "profile"), help="run one stage")
     parser.add_argument("--out", type=Path, required=True)
 
 
 def onnx_benchmark(args: argparse.Namespace) -> int:
+    provenance = {"package_hash": package_hash(), **git_commit(), "machine": machine_info()}
     result: Dict[str, Any] = {
         "what": "the exported (ONNX) runtime against the torch pipeline and spaCy ner (issue 26)",
         "model": str(args.model),
-        "package_hash": package_hash(),
-        **git_commit(),
-        "machine": machine_info(),
+        **provenance,
     }
-    work = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
-    paths = {"torch": args.model, "onnx_float": work / "onnx-float", "onnx_int8": work / "onnx-int8"}
-    result["export_seconds"] = {}
-    for name, flags in (("onnx_float", []), ("onnx_int8", ["--int8"])):
-        start = time.perf_counter()
-        command = [sys.executable, "-m", "spacy_bilstm_crf", "export", str(args.model), str(paths[name]), *flags]
-        subprocess.run(command, check=True)
-        result["export_seconds"][name] = time.perf_counter() - start
-    write_json(args.out, result)
-    paths["spacy_ner"] = train_ner(args.corpus, work / "ner", args.ner_steps)
-    result["ner_steps"] = args.ner_steps
-    texts, examples = test_set(args.corpus)
-    result["accuracy"] = accuracy(paths, examples)
-    write_json(args.out, result)
-    log(f"accuracy: {json.dumps(result['accuracy'])}")
-    timed = texts[: args.sentences]
-    result["speed"] = speed(paths, timed, args.rounds)
-    result["speed"]["characters"] = sum(len(text) for text in timed)
-    write_json(args.out, result)
-    if not args.skip_venvs:
-        result["install"] = installs(paths, timed, work, args.repeats)
-        write_json(args.out, result)
+    if args.only:
+        result = read_json(args.out)
+        result.setdefault("stage_provenance", {})[args.only] = provenance
+    every = ["accuracy", "speed"] + ([] if args.skip_venvs else ["install"]) + ["profile"]
+    stages = [args.only] if args.only else every
+    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
+        work = Path(tmp)
+        paths = {"torch": args.model, "onnx_float": work / "onnx-float", "onnx_int8": work / "onnx-int8"}
+        export_seconds = {}
+        for name, flags in (("onnx_float", []), ("onnx_int8", ["--int8"])):
+            start = time.perf_counter()
+            command = [sys.executable, "-m", "spacy_bilstm_crf", "export", str(args.model), str(paths[name]), *flags]
+            subprocess.run(command, check=True)
+            export_seconds[name] = time.perf_counter() - start
+        if not args.only:
+            result["export_seconds"] = export_seconds
+            write_json(args.out, result)
+        texts, gold = test_set(args.corpus)
+        timed = texts[: args.sentences]
+        if "accuracy" in stages:
+            result["accuracy"] = accuracy(paths, gold)
+            write_json(args.out, result)
+        if "speed" in stages:
+            paths["spacy_ner"] = train_ner(args.corpus, work / "ner", args.ner_steps)
+            result["ner_steps"] = args.ner_steps
+            result["speed"] = speed(paths, timed, args.rounds)
+            result["speed"]["characters"] = sum(len(text) for text in timed)
+            write_json(args.out, result)
+        if "install" in stages:
+            result["install"] = installs(paths, timed, work, args.repeats)
+            write_json(args.out, result)
+        if "profile" in stages:
+            result["profile"] = profile(paths, gold[: args.sentences])
+            write_json(args.out, result)
     return 0
+
+
+def profile(paths: Dict[str, Path], docs: Sequence[Any]) -> Dict[str, Any]:
+    """Microseconds per character of the tok2vec, the scorer, Viterbi and the rest, per crf_ner pipeline."""
+    import spacy
+
+    from spacy_bilstm_crf.threads import configure_threads
+
+    characters = sum(len(doc.text) for doc in docs)
+    out: Dict[str, Any] = {"sentences": len(docs), "characters": characters}
+    for name in ("torch", "onnx_float", "onnx_int8"):
+        nlp = spacy.load(paths[name])
+        configure_threads(nlp)
+        infer_breakdown(nlp, docs[:200], 64)  # warm-up
+        model = cast(Any, nlp.get_pipe("crf_ner")).model
+        clear_segment_cache()
+        with timed_refs(model, ("tok2vec",)) as timers:
+            seconds = infer_breakdown(nlp, docs, 64)
+        total = sum(value for key, value in seconds.items() if "." not in key)
+        tok2vec = timers["tok2vec"].forward
+        parts = {
+            "tok2vec": tok2vec,
+            "scorer": seconds["crf_ner.emissions"] - tok2vec,
+            "viterbi": seconds["crf_ner.viterbi"],
+        }
+        parts["rest"] = total - sum(parts.values())
+        out[name] = {"us_per_char": {key: 1e6 * value / characters for key, value in parts.items()}}
+        out[name]["us_per_char"]["total"] = 1e6 * total / characters
+    for name in ("onnx_float", "onnx_int8"):
+        us = out[name]["us_per_char"]
+        out[name]["over_torch"] = out["torch"]["us_per_char"]["total"] / us["total"]
+        out[name]["over_torch_with_a_free_scorer"] = out["torch"]["us_per_char"]["total"] / (us["total"] - us["scorer"])
+    return out
 
 
 def train_ner(corpus: Path, output: Path, steps: int) -> Path:
@@ -161,8 +221,8 @@ def speed(paths: Dict[str, Path], texts: Sequence[str], rounds: int) -> Dict[str
         list(nlp.pipe(texts[:200]))
     per_round: Dict[str, List[float]] = {name: [] for name in SYSTEMS}
     for round_index in range(rounds):
-        order = list(SYSTEMS[round_index % len(SYSTEMS) :]) + list(SYSTEMS[: round_index % len(SYSTEMS)])
-        for name in order:
+        for name in rotated(SYSTEMS, round_index):
+            clear_segment_cache()  # every pass segments its texts, as new text would be
             start = time.perf_counter()
             for _ in pipelines[name].pipe(texts):
                 pass

@@ -56,19 +56,17 @@ class ExportError(ValueError):
 
 
 @contextlib.contextmanager
-def _quiet_exporters() -> Iterator[None]:
-    """The exporters' progress lines and their advice on other models' ops, silenced."""
-    loggers = [logging.getLogger(name) for name in ("", "torch.onnx", "torch.export")]
-    levels = [logger.level for logger in loggers]
+def _quiet_quantizer() -> Iterator[None]:
+    """onnxruntime's quantiser, without its advice on preprocessing (root logger warnings) and prints."""
+    root = logging.getLogger()
+    level = root.level
     try:
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
+        root.setLevel(logging.ERROR)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+        root.setLevel(level)
 
 
 def export_pipeline(
@@ -80,7 +78,7 @@ def export_pipeline(
     output = Path(output)
     if output.exists() or output.is_symlink():
         raise ExportError(f"{output} exists: export writes a new folder, give a path that does not exist yet.")
-    names = [name for name, pipe in nlp.pipeline if getattr(pipe, "model", None) is not None and _is_crf_ner(pipe)]
+    names = [name for name, pipe in nlp.pipeline if _is_crf_ner(pipe)]
     if not names:
         raise ExportError("the pipeline has no crf_ner component with a torch model (CRFTagger.v1) to export.")
     for name in names:
@@ -128,8 +126,7 @@ def _exported_component(nlp: Language, name: str, quantize: bool, opset: int) ->
     """The exported model's config block, its bytes and the component's cfg."""
     pipe = cast("CRFEntityRecognizer", nlp.get_pipe(name))
     model = pipe.model
-    block = Config({"model": nlp.config["components"][name]["model"]})
-    model_config = {"@architectures": ONNX_ARCHITECTURE, "tok2vec": block["model"]["tok2vec"]}
+    model_config = {"@architectures": ONNX_ARCHITECTURE, "tok2vec": nlp.config["components"][name]["model"]["tok2vec"]}
     exported: Model = registry.resolve(Config({"model": model_config}))["model"]
     exported.get_ref("tok2vec").from_bytes(model.get_ref("tok2vec").to_bytes())
     graph = onnx_scorer_graph(model, quantize=quantize, opset=opset)
@@ -146,7 +143,6 @@ def onnx_scorer_graph(model: Model, *, quantize: bool = False, opset: int = OPSE
     against torch on a random batch (float) before it is returned."""
     _import_export_tools()
     scorer = _emission_scorer(model).eval()
-    n_in = scorer.n_in
     with tempfile.TemporaryDirectory(prefix="spacy-bilstm-crf-onnx-") as tmp:
         path = Path(tmp) / "scorer.onnx"
         module_file = Path(tmp) / "scorer.pt"
@@ -162,7 +158,7 @@ def onnx_scorer_graph(model: Model, *, quantize: bool = False, opset: int = OPSE
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise ExportError(f"torch.onnx could not trace the encoder and emission layer: {last}")
         _finish_graph(path, ONNX_ROW_COST_OF_A_GROUP if scorer.recurrent else None)
-        _check_graph_matches(scorer, path.read_bytes(), n_in)
+        _check_graph_matches(scorer, path.read_bytes())
         if quantize:
             path = _quantized(path)
         return path.read_bytes()
@@ -192,7 +188,7 @@ def _quantized(path: Path) -> Path:
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.optimized_model_filepath = str(folded)
     onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    with _quiet_exporters():
+    with _quiet_quantizer():
         quantize_dynamic(str(folded), str(quantized), weight_type=QuantType.QInt8)
     return quantized
 
@@ -217,11 +213,12 @@ def _finish_graph(path: Path, group_cost: Optional[float]) -> None:
     onnx.save(graph, str(path))
 
 
-def _check_graph_matches(scorer: EmissionScorer, graph: bytes, n_in: int) -> None:
+def _check_graph_matches(scorer: EmissionScorer, graph: bytes) -> None:
+    """The graph must run on a batch of another size than the trace's and give the module's scores."""
     import onnxruntime
 
     generator = torch.Generator().manual_seed(0)
-    vectors = torch.randn(5, 11, n_in, generator=generator)
+    vectors = torch.randn(5, 11, scorer.n_in, generator=generator)
     lengths = torch.tensor([11, 3, 6, 1, 9], dtype=torch.long)
     with torch.no_grad():
         expected = scorer(vectors, lengths).numpy()

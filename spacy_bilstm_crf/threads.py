@@ -109,9 +109,7 @@ def runtime_threads() -> Optional[int]:
     if setting == "keep":
         return None
     if _planned is not None and _planned[0] == os.getpid():
-        return _planned[1]
-    if multiprocessing.parent_process() is not None:
-        return 1 if multiprocessing.get_start_method() == "fork" else _worker_thread_count()
+        return _planned[1]  # set by configure_threads, or in a worker by apply_thread_policy or the fork hook
     return 1 if setting == "auto" else int(setting)
 
 

@@ -131,6 +131,12 @@ def segment(text: str, hmm: bool = True) -> Tuple[numpy.ndarray, numpy.ndarray, 
     return _segment(text, hmm)
 
 
+def clear_segment_cache() -> None:
+    """Forget the segmentations of short texts kept so far (for timing runs
+    over texts seen before, and to free the memory)."""
+    _cached_segment.cache_clear()
+
+
 @lru_cache(maxsize=1 << 16)
 def _cached_segment(text: str, hmm: bool) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
     return _segment(text, hmm)

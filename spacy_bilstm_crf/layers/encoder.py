@@ -8,7 +8,7 @@ from thinc.types import Floats2d
 from torch import nn
 
 from .lazy_torch import lazy_torch_layer
-from .sequences import convert_padded_inputs, convert_padded_outputs, non_empty, place
+from .sequences import check_vector_widths, convert_padded_inputs, convert_padded_outputs, non_empty, place
 
 Encoder = Model[List[Floats2d], List[Floats2d]]
 ModuleForWidth = Callable[[int], nn.Module]
@@ -53,15 +53,13 @@ def _forward(model: Model, X: List[Floats2d], is_train: bool) -> Tuple[List[Floa
     n_in = model.get_dim("nI")
     n_out = model.get_dim("nO")
     ops = model.ops
-    for i, x in enumerate(X):
-        # Empty docs may come as (0, 0) arrays (transformer listeners do that).
-        if len(x) and (x.ndim != 2 or x.shape[1] != n_in):
-            raise ValueError(
-                f"Layer {model.name!r} expects token vectors of width {n_in}, but doc {i} "
-                f"of the batch has vectors of shape {tuple(x.shape)}. The tok2vec's output "
-                "width must match the width the pipeline was initialized with: check the "
-                "`width` settings of the tok2vec (and of its listener) in the config."
-            )
+    check_vector_widths(
+        model,
+        X,
+        n_in,
+        " The tok2vec's output width must match the width the pipeline was initialized with: "
+        "check the `width` settings of the tok2vec (and of its listener) in the config.",
+    )
     keep = non_empty(X)
     if not keep:
         return [ops.alloc2f(0, n_out) for _ in X], lambda dY: [ops.alloc2f(0, n_in) for _ in dY]

@@ -13,14 +13,15 @@ in rows): its rows then run sorted by length, in the groups of
 BiLSTM runs them.
 
 The graph is an attr of the layer, saved with the model as its ONNX bytes.
-Its session is made when the layer first runs in a process (so pipelines
-pickle and fork), on the threads of the package's policy
+A session over it is made when the graph is read (to check it), and again
+in a process or under a thread plan it was not made for (a pickled copy
+has none), on the threads of the package's policy
 (:func:`spacy_bilstm_crf.threads.runtime_threads`), with spinning waits off.
 """
 
 import os
 import threading
-from typing import Any, Callable, List, Optional, Tuple, cast
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy
 from thinc.api import Model
@@ -29,7 +30,7 @@ from thinc.types import Floats2d
 
 from ..runtime.batching import length_groups
 from ..threads import runtime_threads
-from .sequences import non_empty, place
+from .sequences import check_vector_widths, non_empty, place
 
 LAYER_NAME = "onnx_scorer"
 INPUTS = ("vectors", "lengths")
@@ -84,36 +85,29 @@ def _serialize_graph(_: OnnxGraph, value: OnnxGraph, name: str, model: Model) ->
 @deserialize_attr.register(OnnxGraph)
 def _deserialize_graph(_: OnnxGraph, data: bytes, name: str, model: Model) -> OnnxGraph:
     graph = OnnxGraph(data)
-    if graph.widths is not None:
-        model.set_dim("nI", graph.widths[0], force=True)
-        model.set_dim("nO", graph.widths[1], force=True)
+    _set_widths(model, graph)
     return graph
 
 
 def OnnxScorer(graph: Optional[bytes] = None) -> Model[List[Floats2d], List[Floats2d]]:
     """Per-token scores from an ONNX graph of the contract above (given here,
     set later with :func:`set_graph`, or loaded with the model)."""
-    onnx_graph = OnnxGraph(graph or b"")
-    widths = onnx_graph.widths or (None, None)
-    return Model(
-        LAYER_NAME,
-        _forward,
-        dims={"nI": widths[0], "nO": widths[1]},
-        attrs={"onnx_graph": onnx_graph},
-    )
+    model: Model = Model(LAYER_NAME, _forward, dims={"nI": None, "nO": None}, attrs={"onnx_graph": OnnxGraph()})
+    if graph:
+        set_graph(model, graph)
+    return model
 
 
 def set_graph(model: Model, graph: bytes) -> None:
     """Give the layer its graph, checked, and its widths."""
-    onnx_graph = OnnxGraph(graph)
-    model.attrs["onnx_graph"] = onnx_graph
-    n_in, n_out = cast(Tuple[int, int], onnx_graph.widths)
-    model.set_dim("nI", n_in, force=True)
-    model.set_dim("nO", n_out, force=True)
+    model.attrs["onnx_graph"] = OnnxGraph(graph)
+    _set_widths(model, model.attrs["onnx_graph"])
 
 
-def graph_bytes(model: Model) -> bytes:
-    return model.attrs["onnx_graph"].data
+def _set_widths(model: Model, graph: OnnxGraph) -> None:
+    if graph.widths is not None:
+        model.set_dim("nI", graph.widths[0], force=True)
+        model.set_dim("nO", graph.widths[1], force=True)
 
 
 def _forward(model: Model, X: List[Floats2d], is_train: bool) -> Tuple[List[Floats2d], Callable]:
@@ -126,12 +120,7 @@ def _forward(model: Model, X: List[Floats2d], is_train: bool) -> Tuple[List[Floa
         raise ValueError(f"Layer {model.name!r} has no ONNX graph: load an exported pipeline, or call set_graph().")
     n_in, n_out = model.get_dim("nI"), model.get_dim("nO")
     ops = model.ops
-    for i, x in enumerate(X):
-        if len(x) and (x.ndim != 2 or x.shape[1] != n_in):
-            raise ValueError(
-                f"Layer {model.name!r} expects token vectors of width {n_in}, but doc {i} of the batch "
-                f"has vectors of shape {tuple(x.shape)}."
-            )
+    check_vector_widths(model, X, n_in)
     keep = non_empty(X)
     if not keep:
         return [ops.alloc2f(0, n_out) for _ in X], _no_backprop

@@ -33,6 +33,18 @@ def place(n_items: int, keep: Sequence[int], values: Sequence[T], empty: Callabl
     return [value if i in kept else empty(i) for i, value in enumerate(out)]
 
 
+def check_vector_widths(model: Model, X: Sequence[Any], n_in: int, hint: str = "") -> None:
+    """Raise a ValueError naming the layer and the doc if a non-empty doc's
+    vectors are not (T, n_in); empty docs may come as (0, 0) arrays
+    (transformer listeners give those)."""
+    for i, x in enumerate(X):
+        if len(x) and (x.ndim != 2 or x.shape[1] != n_in):
+            raise ValueError(
+                f"Layer {model.name!r} expects token vectors of width {n_in}, but doc {i} "
+                f"of the batch has vectors of shape {tuple(x.shape)}.{hint}"
+            )
+
+
 def shim_device(model: Model) -> "torch.device":
     """The torch device of a PyTorchWrapper layer."""
     return cast(PyTorchShim, model.shims[0]).device

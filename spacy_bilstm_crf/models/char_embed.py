@@ -29,7 +29,10 @@ from ..layers.char_features import (
     WORD,
     WORD_POSITION,
     char_ngram_features,
+    clear_segment_cache,
 )
+
+__all__ = ["CharNgramEmbed_v1", "clear_segment_cache"]
 
 _SEED = 2718  # the hash seeds of the tables: fixed, so the same config gives the same ids
 
