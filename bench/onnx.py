@@ -361,5 +361,7 @@ def summarize(result: Dict[str, Any]) -> Dict[str, Any]:
         "accuracy": acc,
         "speed": result.get("speed", {}),
         "install": install,
+        "profile": result.get("profile", {}),
+        "stage_packages": {stage: prov["package_hash"] for stage, prov in result.get("stage_provenance", {}).items()},
         "targets": targets,
     }

@@ -731,7 +731,11 @@ def onnx_section(summary: Dict[str, Any]) -> str:
     lines = [
         f"The README's MSRA pipeline exported with `spacy-bilstm-crf export` (float and `--int8`); package "
         f"`{(summary.get('package_hash') or '')[:12]}`. spaCy `ner` on the same features was trained "
-        f"{summary.get('ner_steps')} steps on a sample of train, to time it only: its accuracy is not reported.",
+        f"{summary.get('ner_steps')} steps on a sample of train, to time it only: its accuracy is not reported."
+        + "".join(
+            f" The {stage} stage was re-run alone on package `{package[:12]}`."
+            for stage, package in sorted(summary.get("stage_packages", {}).items())
+        ),
         "",
     ]
     if speed:
@@ -800,6 +804,23 @@ def onnx_section(summary: Dict[str, Any]) -> str:
                 ],
                 rows,
             ),
+            "",
+        ]
+    prof = summary.get("profile", {})
+    if prof:
+        parts = ("tok2vec", "scorer", "viterbi", "rest", "total")
+        rows = [
+            [ONNX_SYSTEMS[name], *(f"{prof[name]['us_per_char'][part]:.1f}" for part in parts)]
+            for name in ONNX_SYSTEMS
+            if name in prof
+        ]
+        lines += [
+            f"Where inference time goes (`--only profile`): microseconds per character over the first "
+            f"{num(prof['sentences'])} test sentences, one pass per pipeline after a warm-up, the jieba cache "
+            "cleared before each; the scorer is the encoder and emission layer (the graph, for the exports). "
+            "Not interleaved: read the shares within a row, and the speed table above for the ratios.",
+            "",
+            table(["pipeline", "tok2vec", "scorer", "Viterbi", "rest", "total"], rows),
             "",
         ]
     lines.append(

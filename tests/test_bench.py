@@ -879,3 +879,65 @@ def test_contention_summary_medians_ratios_and_targets():
     text = contention_section(summary)
     assert "| `annotate` | old: torch's own (a thread per core) | 780 (1.00x) | – | 50 (0.06x) | – |" in text
     assert "quiet, cgroup quota 1 CPU" in text and "2 round(s)" in text
+
+
+def test_onnx_summary_targets_and_section_follow_the_result():
+    from bench.onnx import summarize
+    from bench.report import onnx_section
+
+    def chars(median, over_torch, over_ner):
+        ratio = lambda value: {"median": value, "min": value - 0.05, "max": value + 0.05}  # noqa: E731
+        return {
+            "median": median,
+            "min": median - 10,
+            "max": median + 10,
+            "over_torch": ratio(over_torch),
+            "over_ner": ratio(over_ner),
+        }
+
+    accuracy = {"ents_p": 0.9, "ents_r": 0.8, "ents_f": 0.85}
+    result = {
+        "package_hash": "f" * 64,
+        "ner_steps": 300,
+        "speed": {
+            "rounds": 5,
+            "characters": 1000,
+            "chars_per_s": {
+                "torch": chars(1000, 1.0, 1.1),
+                "onnx_float": chars(960, 0.96, 1.05),
+                "onnx_int8": chars(1300, 1.3, 1.4),
+                "spacy_ner": chars(900, 0.9, 1.0),
+            },
+        },
+        "accuracy": {
+            "torch": accuracy,
+            "onnx_float": {**accuracy, "f1_minus_torch": 0.0, "docs_differing_from_torch": 0},
+            "onnx_int8": {**accuracy, "ents_f": 0.846, "f1_minus_torch": -0.004, "docs_differing_from_torch": 7},
+            "test_docs": 10,
+        },
+        "install": {
+            "base": {"requirements": ["spacy-bilstm-crf"], "site_packages_mb": 300.0},
+            **{
+                name: {
+                    "requirements": [f"spacy-bilstm-crf[{name}]"],
+                    "site_packages_mb": size,
+                    "mb_over_base": size - 300.0,
+                    "import_runtime_seconds": {"median": seconds},
+                    "import_spacy_and_load_seconds": {"median": seconds},
+                    "peak_rss_mb": {"median": 500.0},
+                }
+                for name, size, seconds in (("torch", 1100.0, 2.0), ("onnx", 400.0, 1.0))
+            },
+            "onnx_over_torch": {"mb_over_base": 100.0 / 800.0, "import_spacy_and_load": 0.5},
+        },
+    }
+    targets = {t["target"].split(" ")[0] + " " + t["target"].split(" ")[1]: t for t in summarize(result)["targets"]}
+    assert targets["ONNX float"]["met"] is False  # 0.96x < 0.97x
+    assert targets["int8 >="]["met"] is False  # 1.3x, but F1 -0.4 points
+    assert targets["int8 >="]["f1_change_points"] == pytest.approx(-0.4)
+    assert targets["install <="]["met"] is True and targets["install <="]["value"] == 0.125
+    assert targets["import <="]["met"] is True
+    section = onnx_section(summarize(result))
+    assert "| exported, int8 ONNX | 1,300 [1,290, 1,310] | 1.30x [1.25, 1.35] | 1.40x [1.35, 1.45] |" in section
+    assert "| exported, int8 ONNX | 90.00 | 80.00 | 84.60 | -0.40 | 7 |" in section
+    assert "| ONNX float inference >= 0.97x the torch pipeline | 0.96 | **not met** |" in section
