@@ -1,12 +1,16 @@
 """``spacy-bilstm-crf export``: a pipeline whose ``crf_ner`` runs without torch.
 
 Each ``crf_ner`` component of the pipeline is rewritten as
-``spacy-bilstm-crf.OnnxCRFTagger.v1``: its tok2vec stays as it is (Thinc's
-own layers, which run on numpy); its encoder and emission layer become one
+``spacy-bilstm-crf.OnnxCRFTagger.v1``: its tok2vec's feature extraction
+and embedding tables stay Thinc layers (which run on numpy); the tok2vec's
+dense tail (the Maxout layers after the tables, the window encoder: see
+``models/dense_tail.py``), the encoder and the emission layer become one
 ONNX graph with dynamic batch and length axes (``vectors`` (B, T, nI) and
 ``lengths`` (B,) in, ``scores`` (B, T, K) out), optionally with int8 dynamic
 quantisation of its weights; its CRF becomes its six arrays (scores and
-constraint masks). The rest of the pipeline is saved as it is.
+constraint masks). A tok2vec without a dense tail (one that listens to a
+tok2vec component) stays whole, and the graph starts at the encoder. The
+rest of the pipeline is saved as it is.
 
 Exporting needs torch, ``onnx`` and ``onnxscript`` (the ``[export]`` extra);
 the exported pipeline needs only onnxruntime and numpy (``[onnx]``).
@@ -31,11 +35,21 @@ import torch
 from spacy.language import Language
 from spacy.util import registry, split_requirement
 from thinc.api import Config, Model
+from thinc.types import Floats2d
 
 from .layers.crf_numpy import set_crf
 from .layers.lazy_torch import is_lazy_layer, torch_module
 from .layers.onnx_scorer import GROUP_COST_KEY, set_graph
-from .modules.scorer import EmissionScorer
+from .models.dense_tail import Step, Tok2VecSplit, flattened, front_model, split_tok2vec
+from .modules.scorer import (
+    DenseTail,
+    EmissionScorer,
+    PaddedDocs,
+    Residual,
+    ThincLayerNorm,
+    ThincMaxout,
+    Window,
+)
 from .runtime.numpy_crf import NumpyCRF
 
 if TYPE_CHECKING:
@@ -126,10 +140,14 @@ def _exported_component(nlp: Language, name: str, quantize: bool, opset: int) ->
     """The exported model's config block, its bytes and the component's cfg."""
     pipe = cast("CRFEntityRecognizer", nlp.get_pipe(name))
     model = pipe.model
+    split = split_tok2vec(model.get_ref("tok2vec"))
     model_config = {"@architectures": ONNX_ARCHITECTURE, "tok2vec": nlp.config["components"][name]["model"]["tok2vec"]}
+    if split.n_tail:
+        model_config["tok2vec_layers_in_graph"] = split.n_tail
     exported: Model = registry.resolve(Config({"model": model_config}))["model"]
-    exported.get_ref("tok2vec").from_bytes(model.get_ref("tok2vec").to_bytes())
-    graph = onnx_scorer_graph(model, quantize=quantize, opset=opset)
+    in_thinc = front_model(split) if split.n_tail else model.get_ref("tok2vec")
+    exported.get_ref("tok2vec").from_bytes(in_thinc.to_bytes())
+    graph = onnx_scorer_graph(model, split, quantize=quantize, opset=opset)
     set_graph(exported.get_ref("scorer"), graph)
     set_crf(exported.get_ref("crf"), NumpyCRF.from_arrays(pipe.transition_scores()))
     exported.set_dim("nO", len(pipe.tags))
@@ -138,11 +156,15 @@ def _exported_component(nlp: Language, name: str, quantize: bool, opset: int) ->
     return {"config": model_config, "model": exported.to_bytes(), "cfg": cfg}
 
 
-def onnx_scorer_graph(model: Model, *, quantize: bool = False, opset: int = OPSET) -> bytes:
-    """The ONNX graph of a CRF tagger's encoder and emission layer, checked
-    against torch on a random batch (float) before it is returned."""
+def onnx_scorer_graph(model: Model, split: Tok2VecSplit, *, quantize: bool = False, opset: int = OPSET) -> bytes:
+    """The ONNX graph of a CRF tagger's tok2vec tail (that of ``split``),
+    encoder and emission layer; the tail checked against Thinc, the graph
+    against torch, on random batches (float), before it is returned."""
     _import_export_tools()
-    scorer = _emission_scorer(model).eval()
+    tail = _dense_tail(split) if split.n_tail else None
+    if tail is not None:
+        _check_tail_matches(model.get_ref("tok2vec"), split, tail)
+    scorer = _emission_scorer(model, tail, split).eval()
     with tempfile.TemporaryDirectory(prefix="spacy-bilstm-crf-onnx-") as tmp:
         path = Path(tmp) / "scorer.onnx"
         module_file = Path(tmp) / "scorer.pt"
@@ -164,15 +186,67 @@ def onnx_scorer_graph(model: Model, *, quantize: bool = False, opset: int = OPSE
         return path.read_bytes()
 
 
-def _emission_scorer(model: Model) -> EmissionScorer:
-    """A CRF tagger's encoder and emission layer as one torch module."""
+def _emission_scorer(model: Model, tail: Optional[DenseTail], split: Tok2VecSplit) -> EmissionScorer:
+    """A CRF tagger's tok2vec tail, encoder and emission layer as one torch module."""
     encoder_layer = model.get_ref("encoder")
     emission = model.get_ref("emission")
-    weights = numpy.asarray(model.ops.to_numpy(emission.get_param("W")), dtype="float32")  # (K, nH)
-    bias = numpy.asarray(model.ops.to_numpy(emission.get_param("b")), dtype="float32")  # (K,)
     encoder = torch_module(encoder_layer) if is_lazy_layer(encoder_layer) else None
-    n_in = encoder_layer.get_dim("nI") if encoder is not None else weights.shape[1]
-    return EmissionScorer(encoder, torch.from_numpy(weights), torch.from_numpy(bias), n_in)
+    n_in = encoder_layer.get_dim("nI") if encoder is not None else emission.get_dim("nI")
+    if tail is not None:
+        n_in = split.tail_width
+    return EmissionScorer(encoder, _tensor(emission, "W"), _tensor(emission, "b"), n_in, tail)  # (K, nH), (K,)
+
+
+def _tensor(layer: Model, name: str) -> torch.Tensor:
+    return torch.from_numpy(numpy.asarray(layer.ops.to_numpy(layer.get_param(name)), dtype="float32"))
+
+
+def _dense_tail(split: Tok2VecSplit) -> DenseTail:
+    """The torch form of ``split``'s tail (its top-level steps are padded blocks)."""
+    return DenseTail([cast(PaddedDocs, _torch_step(step)) for step in split.tail])
+
+
+def _torch_step(step: Step) -> torch.nn.Module:
+    children = [_torch_step(child) for child in step.children]
+    if step.kind == "padded":
+        return PaddedDocs(children, step.size)
+    if step.kind == "residual":
+        return Residual(children)
+    if step.kind == "window":
+        return Window(step.size)
+    if step.layer is not None and step.kind == "maxout":
+        return ThincMaxout(_tensor(step.layer, "W"), _tensor(step.layer, "b"))  # (nO, nP, nI), (nO, nP)
+    if step.layer is not None and step.kind == "layernorm":
+        return ThincLayerNorm(_tensor(step.layer, "G"), _tensor(step.layer, "b"))  # (nI,), (nI,)
+    raise ExportError(f"no torch form for a dense-tail step {step.kind!r}")  # pragma: no cover - split_tok2vec's kinds
+
+
+def _check_tail_matches(tok2vec: Model, split: Tok2VecSplit, tail: DenseTail) -> None:
+    """The torch tail must give Thinc's outputs on random docs (one empty, one of one token)."""
+    from thinc.api import Ragged
+
+    generator = numpy.random.default_rng(0)
+    lengths = [7, 1, 0, 12, 3]
+    width = split.tail_width
+    docs = [generator.normal(size=(n, width)).astype("float32") for n in lengths]  # (n, W) each
+    value: Any = docs
+    if split.front_is_ragged:
+        value = Ragged(tok2vec.ops.flatten(cast(List[Floats2d], docs)), tok2vec.ops.asarray1i(lengths))
+    for layer in flattened(tok2vec)[-split.n_tail :]:
+        value = layer.predict(value)
+    vectors = numpy.zeros((len(docs), max(lengths), width), dtype="float32")  # (B, T, W)
+    for row, array in enumerate(docs):
+        vectors[row, : len(array)] = array
+    lengths_tensor = torch.tensor(lengths)
+    real = (torch.arange(max(lengths)).unsqueeze(0) < lengths_tensor.unsqueeze(1)).unsqueeze(2).float()  # (B, T, 1)
+    with torch.no_grad():
+        found = tail.eval()(torch.from_numpy(vectors), real).numpy()  # (B, T, W')
+    error = 0.0
+    for row, expected in enumerate(value):
+        difference = numpy.abs(found[row, : lengths[row]] - tok2vec.ops.to_numpy(expected))
+        error = max(error, float(difference.max(initial=0.0)))
+    if not error <= MAX_EXPORT_ERROR:
+        raise ExportError(f"the tok2vec's dense tail in torch differs from Thinc's by up to {error:.2e} on a batch.")
 
 
 def _quantized(path: Path) -> Path:

@@ -23,7 +23,16 @@ from spacy.language import Language
 from spacy_bilstm_crf.cli import main
 from spacy_bilstm_crf.export import ExportError, export_pipeline
 
-from .pipelines import char_entities, inline_nlp, make_nlp, train, venv_with_package, wheel_metadata
+from .pipelines import (
+    char_entities,
+    cnn_tok2vec,
+    crf_tagger,
+    inline_nlp,
+    make_nlp,
+    train,
+    venv_with_package,
+    wheel_metadata,
+)
 from .tiny_data import EN_TRAIN, SHARED_DATA, ZH_TRAIN
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -129,8 +138,11 @@ def test_the_exported_component_holds_a_graph_and_arrays_not_torch(english) -> N
     assert any(req.startswith("spacy-bilstm-crf[onnx]") for req in meta["requirements"])
     scorer = onnx_nlp.get_pipe("crf_ner").model.get_ref("scorer")
     session = scorer.attrs["onnx_graph"].session()
+    # The graph starts at the tok2vec's dense tail: its input is the 4 embedding tables' (NORM, PREFIX,
+    # SUFFIX, SHAPE) concatenated rows, 4 x 16 wide; the Thinc part of the tok2vec gives them.
+    assert onnx_nlp.config["components"]["crf_ner"]["model"]["tok2vec_layers_in_graph"] == 3
     assert [(i.name, i.shape) for i in session.get_inputs()] == [
-        ("vectors", ["batch", "length", 16]),
+        ("vectors", ["batch", "length", 64]),
         ("lengths", ["batch"]),
     ]
     assert [(o.name, o.shape) for o in session.get_outputs()] == [("scores", ["batch", "length", 13])]
@@ -295,6 +307,35 @@ def test_every_encoder_and_scheme_exports_with_the_same_entities(encoder: str, s
         assert_same_entities(nlp, onnx_nlp, texts)
 
 
+def test_a_chinese_char_ngram_pipeline_exports_its_dense_tail_with_the_same_entities(tmp_path: Path) -> None:
+    # The Chinese CPU configs' tok2vec: the graph computes its Maxout mix and window encoder.
+    from .test_dense_tail import CHAR_TOK2VEC
+
+    nlp = make_nlp("bilstm", lang="zh", tok2vec=CHAR_TOK2VEC, head_lr_scale=5.0)
+    train(nlp, steps=40, data=ZH_TRAIN)
+    onnx_nlp = exported(nlp, tmp_path / "zh")
+    model = onnx_nlp.get_pipe("crf_ner").model
+    assert onnx_nlp.config["components"]["crf_ner"]["model"]["tok2vec_layers_in_graph"] == 4
+    assert model.get_ref("tok2vec").name == "tok2vec_front"
+    assert model.get_ref("scorer").get_dim("nI") == 68  # the embedding tables' concatenated width
+    assert_same_entities(nlp, onnx_nlp, ZH_TEXTS + real_texts("zh"))
+    assert any(doc.ents for doc in onnx_nlp.pipe(ZH_TEXTS))
+
+
+def test_a_pipeline_whose_crf_ner_listens_to_a_tok2vec_component_exports_from_the_encoder(tmp_path: Path) -> None:
+    # The listener's vectors come from the tok2vec component, which stays in Thinc: the graph starts at the encoder.
+    nlp = spacy.blank("xx")
+    nlp.add_pipe("tok2vec", config={"model": cnn_tok2vec(width=16, depth=1, embed_size=300)})
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 16, "upstream": "tok2vec"}
+    nlp.add_pipe("crf_ner", config={"model": crf_tagger("bilstm", listener)})
+    train(nlp, steps=40)
+    onnx_nlp = exported(nlp, tmp_path / "listener")
+    assert onnx_nlp.config["components"]["crf_ner"]["model"]["tok2vec_layers_in_graph"] == 0
+    assert onnx_nlp.get_pipe("crf_ner").model.get_ref("scorer").get_dim("nI") == 16
+    assert_same_entities(nlp, onnx_nlp, EN_TEXTS + real_texts("en"))
+    assert any(doc.ents for doc in onnx_nlp.pipe(EN_TEXTS))
+
+
 def test_an_int8_export_loads_and_predicts(english, tmp_path: Path) -> None:
     torch_nlp, _, _ = english
     onnx_nlp = exported(torch_nlp, tmp_path / "int8", quantize=True)
@@ -303,8 +344,11 @@ def test_an_int8_export_loads_and_predicts(english, tmp_path: Path) -> None:
     graph = onnx_nlp.get_pipe("crf_ner").model.get_ref("scorer").attrs["onnx_graph"].data
     import onnx
 
-    ops = {node.op_type for node in onnx.load_from_string(graph).graph.node}
-    assert {"DynamicQuantizeLSTM", "MatMulInteger"} <= ops  # the BiLSTM and the emission layer
+    ops = [node.op_type for node in onnx.load_from_string(graph).graph.node]
+    assert "DynamicQuantizeLSTM" in ops  # the BiLSTM
+    # int8 products for the emission layer and each Maxout of the tok2vec's tail (its mix, its encoder's layers)
+    depth = torch_nlp.config["components"]["crf_ner"]["model"]["tok2vec"]["depth"]
+    assert ops.count("MatMulInteger") == 1 + 1 + depth
     docs = list(onnx_nlp.pipe(EN_TEXTS))
     assert len(docs) == len(EN_TEXTS)
 

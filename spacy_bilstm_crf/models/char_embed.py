@@ -32,7 +32,7 @@ from ..layers.char_features import (
     clear_segment_cache,
 )
 
-__all__ = ["CharNgramEmbed_v1", "clear_segment_cache"]
+__all__ = ["CharNgramEmbed_v1", "clear_segment_cache", "is_char_ngram_embed"]
 
 _SEED = 2718  # the hash seeds of the tables: fixed, so the same config gives the same ids
 
@@ -110,6 +110,11 @@ def _embed_forward(
         width = model.get_dim("nO")
         return [model.ops.alloc2f(0, width) for _ in docs], lambda d_vectors: []
     return model.layers[0](docs, is_train)
+
+
+def is_char_ngram_embed(model: Model) -> bool:
+    """Whether ``model`` is a ``CharNgramEmbed`` (its only layer is the chain it runs)."""
+    return model._func is _embed_forward
 
 
 def _shared_columns(table: Model[Ints2d, Floats2d], columns: Tuple[int, ...]) -> Model[Ints2d, Floats2d]:
