@@ -25,11 +25,13 @@ of its ``train.spacy``, ``dev.spacy`` and ``test.spacy``. The run:
    pipeline / float export), and the peak memory of loading and annotating
    the timed sentences; ``--skip-venvs`` leaves this out;
 6. profiles where inference time goes in the torch pipeline and both
-   exports: microseconds per character in the tok2vec, in the scorer
-   (encoder and emission layer: the graph, for the exports), in Viterbi
-   decoding and in the rest, one pass over the timed sentences each
+   exports: microseconds per character in the tok2vec, in the scorer, in
+   Viterbi decoding and in the rest, one pass over the timed sentences each
    (``bench.timing``), and the ratio to torch an export would reach were its
-   scorer to take no time.
+   scorer to take no time. For the torch pipeline the tok2vec is all of it
+   and the scorer the encoder and emission layer; for an export the tok2vec
+   is the part left in Thinc (features, embedding tables) and the scorer
+   the ONNX graph (the tok2vec's dense tail, encoder, emission layer).
 
 Each stage's results are written to ``--out`` as they finish. ``--only
 STAGE`` runs the exports and that one stage and adds it to an existing

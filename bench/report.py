@@ -817,7 +817,10 @@ def onnx_section(summary: Dict[str, Any]) -> str:
         lines += [
             f"Where inference time goes (`--only profile`): microseconds per character over the first "
             f"{num(prof['sentences'])} test sentences, one pass per pipeline after a warm-up, the jieba cache "
-            "cleared before each; the scorer is the encoder and emission layer (the graph, for the exports). "
+            "cleared before each. For the torch pipeline the tok2vec is the whole tok2vec and the scorer the "
+            "encoder and emission layer; for the exports the tok2vec is its part that stays in Thinc (the features "
+            "and the embedding tables) and the scorer is the ONNX graph: the tok2vec's dense layers, the encoder and "
+            "the emission layer. "
             "Not interleaved: read the shares within a row, and the speed table above for the ratios.",
             "",
             table(["pipeline", "tok2vec", "scorer", "Viterbi", "rest", "total"], rows),

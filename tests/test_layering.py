@@ -118,6 +118,7 @@ TORCH_FREE = (
     "spacy_bilstm_crf/layers/sequences.py",
     "spacy_bilstm_crf/layers/lazy_torch.py",
     "spacy_bilstm_crf/models/onnx_tagger.py",
+    "spacy_bilstm_crf/models/dense_tail.py",
     "spacy_bilstm_crf/models/char_embed.py",
     "spacy_bilstm_crf/threads.py",
     "spacy_bilstm_crf/pipeline",
