@@ -1,5 +1,5 @@
 """Cells -> the aggregate: the LR grid and its choices, mean and spread over
-seeds, paired bootstrap comparisons, time to dev F1, the speed figures per
+seeds, bootstrap comparisons (over seeds and test items), time to dev F1, the speed figures per
 device, the CPU ratios of issue 12 and the targets. Everything here is a
 function of the cells alone (no clock, no machine state), so two
 aggregations of the same cells are identical."""
@@ -7,7 +7,7 @@ aggregations of the same cells are identical."""
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, setting_scale
-from .stats import Counts, choose_scale, common_threshold, mean_sd, paired_bootstrap, time_to
+from .stats import Counts, choose_scale, common_threshold, hierarchical_bootstrap, mean_sd, paired_bootstrap, time_to
 from .systems import ABLATIONS, SYSTEMS
 
 # The comparisons of issue 9 (a minus b), where both systems ran.
@@ -129,8 +129,11 @@ def head_to_head(main: Dict[str, Dict[str, List[Cell]]]) -> Dict[str, Dict[str, 
 def comparisons(
     main: Dict[str, Dict[str, List[Cell]]], pairs: Optional[Sequence[Tuple[str, str]]] = None
 ) -> List[Dict[str, Any]]:
-    """Paired bootstrap of test F1 for each pair (a, b) of systems that both ran
-    (default: ``COMPARISONS``), over every run of each."""
+    """Test F1 of a minus b for each pair (a, b) of systems that both ran
+    (default: ``COMPARISONS``), over every run of each: the interval of the
+    two-level bootstrap (seeds, and test documents or sentences: ``ci_low``,
+    ``ci_high``), and beside it the one over test sentences with the seeds
+    held fixed (``sentence_ci_low``, ``sentence_ci_high``)."""
     out = []
     for corpus in sorted(main):
         for a, b in COMPARISONS if pairs is None else pairs:
@@ -140,11 +143,32 @@ def comparisons(
             prints = {c["test_fingerprint"] for c in runs_a + runs_b}
             if len(prints) != 1:
                 raise ValueError(f"{corpus}: {a} and {b} were tested on different sentences ({sorted(prints)})")
-            result = paired_bootstrap(
-                Counts.of([c["sentence_counts"] for c in runs_a]), Counts.of([c["sentence_counts"] for c in runs_b])
+            counts_a = Counts.of([c["sentence_counts"] for c in runs_a])
+            counts_b = Counts.of([c["sentence_counts"] for c in runs_b])
+            result = hierarchical_bootstrap(counts_a, counts_b, test_documents(runs_a + runs_b))
+            by_sentence = paired_bootstrap(counts_a, counts_b)
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "corpus": corpus,
+                    **result,
+                    "sentences": by_sentence["sentences"],
+                    "sentence_ci_low": by_sentence["ci_low"],
+                    "sentence_ci_high": by_sentence["ci_high"],
+                }
             )
-            out.append({"a": a, "b": b, "corpus": corpus, **result})
     return out
+
+
+def test_documents(runs: Sequence[Cell]) -> Optional[List[int]]:
+    """The test set's document sizes, as the runs' corpus recorded them (None
+    where it has no documents, or a cell predates the record: then the
+    bootstrap's items are sentences, and its result says so)."""
+    found = [c.get("data", {}).get("splits", {}).get("test", {}).get("documents") for c in runs]
+    if any(sizes != found[0] for sizes in found):
+        raise ValueError("the runs record different test documents for the same test sentences")
+    return found[0]
 
 
 def _ablation_row(corpus: str, name: str, runs: List[Cell]) -> Dict[str, Any]:

@@ -21,6 +21,7 @@ from .specs import Limits
 from .tiny import tiny_splits
 
 LANGS = {"conll2003": "en", "msra": "zh"}
+META_FORMAT = 2  # 2: each split's document sizes (a folder of format 1 is prepared again)
 SPLITS = ("train", "dev", "test")
 
 
@@ -84,7 +85,8 @@ def prepare_corpus(
     meta_path = out_dir / "meta.json"
     if meta_path.exists():
         meta = read_json(meta_path)
-        if meta.get("limits") == asdict(limits) and all((out_dir / f"{s}.spacy").exists() for s in SPLITS):
+        same = meta.get("limits") == asdict(limits) and meta.get("format") == META_FORMAT
+        if same and all((out_dir / f"{s}.spacy").exists() for s in SPLITS):
             return meta["info"]
     if (data_dir / name).exists():
         splits, notes = _read_splits(name, data_dir, limits, out_dir / "raw")
@@ -110,10 +112,25 @@ def prepare_corpus(
             "words": sum(lengths[split]),
             "entities": sum(len(s.spans) for s in kept),
             "fingerprint": fingerprint(kept),
+            "documents": document_sizes(kept),
         }
     info["labels"] = sorted(labels)
-    write_json(meta_path, {"limits": asdict(limits), "info": info, "lengths": lengths})
+    write_json(meta_path, {"format": META_FORMAT, "limits": asdict(limits), "info": info, "lengths": lengths})
     return info
+
+
+def document_sizes(sentences: Sequence[Sentence]) -> Optional[List[int]]:
+    """How many of ``sentences`` each document holds, in order (the file's
+    ``-DOCSTART-`` documents); None for a file without documents (MSRA),
+    whose items are its sentences."""
+    sizes: List[int] = []
+    previous = None
+    for sentence in sentences:
+        if sentence.doc_id != previous:
+            sizes.append(0)
+            previous = sentence.doc_id
+        sizes[-1] += 1
+    return sizes if len(sizes) > 1 else None
 
 
 def fingerprint(sentences: Sequence[Sentence]) -> str:

@@ -4,7 +4,7 @@ same cells give the same bytes."""
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .aggregate import aggregate
 from .budgets import UNITS, corpus_spec
@@ -12,6 +12,7 @@ from .cells import load_cells
 from .common import num, pct, read_json, write_json
 from .figures import write_figures
 from .rules import GRAD_CLIP_RULE, MAX_WARMUP_SHARE
+from .stats import excludes_zero
 from .systems import SYSTEMS
 
 CORPUS_NAMES = {"conll2003": "CoNLL-2003 English (MiniLM-L6-H384)", "msra": "MSRA Chinese (CNN tok2vec)"}
@@ -53,20 +54,61 @@ def _comparison(agg: Agg, corpus: str, a: str, b: str) -> Optional[Dict[str, Any
 
 
 def verdict(entry: Dict[str, Any]) -> str:
+    """A claim only where the interval over seeds and test items excludes 0."""
     low, high = entry["ci_low"], entry["ci_high"]
     if low > 0:
         return f"**{entry['a']}** is more accurate"
     if high < 0:
         return f"**{entry['b']}** is more accurate"
-    return "neither is shown more accurate (the interval includes 0)"
+    seeds = min(entry["runs_a"], entry["runs_b"])
+    return f"no difference detected at {seeds} seed{'s' if seeds != 1 else ''} (the interval includes 0)"
+
+
+def items_label(entry: Dict[str, Any]) -> str:
+    """What the interval resampled: "seeds × documents" or "seeds × sentences"."""
+    return f"seeds × {entry['items']}"
 
 
 def comparison_line(entry: Dict[str, Any]) -> str:
+    items = entry["items"]
+    tested = f"{entry['sentences']:,} test sentences" + (
+        f" in {entry['n_items']:,} documents" if items == "documents" else ""
+    )
     return (
         f"{verdict(entry)}: {entry['a']} − {entry['b']} = {100 * entry['delta_f1']:+.2f} F1 points, "
-        f"95% interval [{100 * entry['ci_low']:+.2f}, {100 * entry['ci_high']:+.2f}] "
-        f"({entry['runs_a']} vs {entry['runs_b']} seeds, {entry['sentences']:,} test sentences)"
+        f"95% interval over seeds and test {items} [{100 * entry['ci_low']:+.2f}, {100 * entry['ci_high']:+.2f}] "
+        f"(over sentences with the seeds fixed: [{100 * entry['sentence_ci_low']:+.2f}, "
+        f"{100 * entry['sentence_ci_high']:+.2f}]; {entry['runs_a']} vs {entry['runs_b']} seeds, {tested})"
     )
+
+
+def comparison_rows(comps: Sequence[Dict[str, Any]]) -> List[Tuple[Any, ...]]:
+    """The rows of a comparison table (``COMPARISON_HEADER``)."""
+    return [
+        (
+            f"`{c['a']}`",
+            f"`{c['b']}`",
+            f"{100 * c['delta_f1']:+.2f}",
+            f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]",
+            items_label(c),
+            f"[{100 * c['sentence_ci_low']:+.2f}, {100 * c['sentence_ci_high']:+.2f}]",
+            f"{c['runs_a']} / {c['runs_b']}",
+            "yes" if excludes_zero(c) else "no",
+        )
+        for c in comps
+    ]
+
+
+COMPARISON_HEADER = [
+    "a",
+    "b",
+    "difference",
+    "95% interval",
+    "resampled",
+    "sentences only, seeds fixed",
+    "seeds a / b",
+    "a difference?",
+]
 
 
 # ---------------------------------------------------------------- answers
@@ -108,7 +150,7 @@ def answers(agg: Agg) -> List[str]:
                 )
     lines: List[str] = []
     for question, answered in (
-        ("Which is more accurate? (test F1, mean over seeds; paired bootstrap over test sentences)", accuracy),
+        ("Which is more accurate? (test F1, mean over seeds; bootstrap over seeds and test items)", accuracy),
         ("Which trains faster? (BiLSTM-CRF against IDCNN-CRF)", training),
         ("Which runs faster? (inference; each ratio within one device)", inference),
     ):
@@ -274,18 +316,12 @@ def accuracy_section(agg: Agg, corpus: str) -> str:
     text = table(header, rows) + stopping_note(agg, corpus)
     comps = [c for c in agg["comparisons"] if c["corpus"] == corpus]
     if comps:
-        text += "\n\nPaired bootstrap on test (a − b, F1 points):\n\n" + table(
-            ["a", "b", "difference", "95% interval", "resamples"],
-            [
-                (
-                    f"`{c['a']}`",
-                    f"`{c['b']}`",
-                    f"{100 * c['delta_f1']:+.2f}",
-                    f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]",
-                    c["resamples"],
-                )
-                for c in comps
-            ],
+        text += (
+            f"\n\nTest F1, a − b in points: the 95% interval of a two-level bootstrap ({comps[0]['resamples']:,} "
+            "resamples: each system's seeds drawn with replacement, and the test documents, or sentences where the "
+            "corpus has no documents, drawn with replacement for both), and the interval over sentences alone "
+            "with the seeds held fixed. A difference is claimed only where the first excludes 0.\n\n"
+            + table(COMPARISON_HEADER, comparison_rows(comps))
         )
     return text
 
@@ -538,21 +574,10 @@ def chinese_section(agg: Agg) -> str:
     if entry["comparisons"]:
         lines += [
             "",
-            f"Paired bootstrap on test, the default `{entry['base']}` (all its seeds) minus each row (F1 points):",
+            f"Test F1, the default `{entry['base']}` (all its seeds) minus each row, in points, with the intervals "
+            "of the main table's comparisons (a row of one seed contributes no seed variation of its own):",
             "",
-            table(
-                ["a", "b", "difference", "95% interval", "runs a / b"],
-                [
-                    (
-                        f"`{c['a']}`",
-                        f"`{c['b']}`",
-                        f"{100 * c['delta_f1']:+.2f}",
-                        f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]",
-                        f"{c['runs_a']} / {c['runs_b']}",
-                    )
-                    for c in entry["comparisons"]
-                ],
-            ),
+            table(COMPARISON_HEADER, comparison_rows(entry["comparisons"])),
         ]
     ablation_hashes = {h for r in entry["rows"].values() for h in r["package_hashes"]}
     main_hashes = {h for s in agg["systems"].get("msra", {}).values() for h in s.get("package_hashes", [])}

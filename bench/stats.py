@@ -1,5 +1,6 @@
-"""The statistics of the report: paired bootstrap intervals, mean and spread
-over seeds, time to a dev F1, and the choice from the learning-rate grid."""
+"""The statistics of the report: paired bootstrap intervals (over test
+sentences; over seeds and test documents), mean and spread over seeds, time
+to a dev F1, and the choice from the learning-rate grid."""
 
 import math
 import statistics
@@ -50,8 +51,7 @@ def mean_f1(counts: Counts, weights: Optional[numpy.ndarray] = None) -> numpy.nd
     sentences: how often each sentence is drawn), one value per resample."""
     if weights is None:
         weights = numpy.ones((1, counts.sentences), dtype="int64")
-    tp, fp, fn = (weights @ a.T for a in (counts.tp, counts.fp, counts.fn))  # (resamples, runs)
-    return _f1(tp, fp, fn).mean(axis=1)
+    return _run_f1(counts, weights).mean(axis=1)
 
 
 def paired_bootstrap(
@@ -86,6 +86,72 @@ def paired_bootstrap(
         "runs_a": int(a.tp.shape[0]),
         "runs_b": int(b.tp.shape[0]),
     }
+
+
+def hierarchical_bootstrap(
+    a: Counts,
+    b: Counts,
+    documents: Optional[Sequence[int]] = None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> Dict[str, Any]:
+    """Mean F1 of ``a`` minus mean F1 of ``b`` with a two-level percentile
+    bootstrap interval: each resample draws each system's runs (its seeds)
+    with replacement, and test items with replacement, the same items for
+    both systems. An item is a test document (``documents``: how many
+    sentences each document has, in order) or, without ``documents``, a
+    sentence. The interval covers both seed variation and test sampling."""
+    if a.sentences != b.sentences:
+        raise ValueError(f"unpaired: {a.sentences} vs {b.sentences} sentences")
+    item_of = _item_of_sentence(documents, a.sentences)  # (sentences,)
+    n_items = int(item_of.max()) + 1 if item_of.size else 0
+    rng = numpy.random.default_rng(seed)
+    deltas: List[numpy.ndarray] = []
+    for start in range(0, resamples, 250):
+        size = min(250, resamples - start)
+        item_weights = rng.multinomial(n_items, numpy.full(n_items, 1.0 / n_items), size=size)  # (size, items)
+        weights = item_weights[:, item_of]  # (size, sentences): a sentence counts as often as its item is drawn
+        means = []
+        for counts in (a, b):
+            runs = counts.tp.shape[0]
+            drawn = rng.integers(0, runs, size=(size, runs))  # (size, runs): the seeds of each resample
+            per_run = _run_f1(counts, weights)  # (size, runs)
+            means.append(numpy.take_along_axis(per_run, drawn, axis=1).mean(axis=1))
+        deltas.append(means[0] - means[1])
+    delta = numpy.concatenate(deltas)
+    tail = (1.0 - confidence) / 2.0
+    return {
+        "delta_f1": float(mean_f1(a)[0] - mean_f1(b)[0]),
+        "ci_low": float(numpy.quantile(delta, tail)),
+        "ci_high": float(numpy.quantile(delta, 1.0 - tail)),
+        "resamples": resamples,
+        "items": "documents" if documents is not None else "sentences",
+        "n_items": n_items,
+        "runs_a": int(a.tp.shape[0]),
+        "runs_b": int(b.tp.shape[0]),
+    }
+
+
+def _item_of_sentence(documents: Optional[Sequence[int]], sentences: int) -> numpy.ndarray:
+    """The item index of each sentence: its document's, or its own."""
+    if documents is None:
+        return numpy.arange(sentences)
+    sizes = numpy.asarray(documents, dtype="int64")
+    if (sizes < 1).any() or int(sizes.sum()) != sentences:
+        raise ValueError(f"documents of {int(sizes.sum())} sentences in all (each >= 1) for {sentences} sentences")
+    return numpy.repeat(numpy.arange(len(sizes)), sizes)
+
+
+def _run_f1(counts: Counts, weights: numpy.ndarray) -> numpy.ndarray:
+    """Micro F1 of each run under each row of sentence weights: (resamples, runs)."""
+    tp, fp, fn = (weights @ x.T for x in (counts.tp, counts.fp, counts.fn))  # (resamples, runs)
+    return _f1(tp, fp, fn)
+
+
+def excludes_zero(comparison: Dict[str, Any]) -> bool:
+    """Whether an interval of a difference lies wholly on one side of 0."""
+    return bool(comparison["ci_low"] > 0.0 or comparison["ci_high"] < 0.0)
 
 
 def mean_sd(values: Sequence[float]) -> Dict[str, Any]:

@@ -41,7 +41,7 @@ def accuracy_targets(aggregate: Dict[str, Any]) -> List[Target]:
         out.append(
             _target(
                 f"{corpus}_f1_bilstm_crf_vs_{baseline}",
-                f"{corpus}: BiLSTM-CRF test F1 above {baseline} (95% paired bootstrap interval of the difference)",
+                f"{corpus}: BiLSTM-CRF test F1 above {baseline} (95% interval of the difference, seeds and test items)",
                 entry["delta_f1"] if entry else None,
                 low,
                 high,

@@ -20,7 +20,15 @@ from bench.provenance import package_hash
 from bench.recorder import TrainingRecorder
 from bench.rules import warmup_steps
 from bench.specs import Budget, BudgetRule, CellKey, CellSpec, CorpusSpec, Limits
-from bench.stats import Counts, choose_scale, common_threshold, paired_bootstrap, time_to
+from bench.stats import (
+    Counts,
+    choose_scale,
+    common_threshold,
+    excludes_zero,
+    hierarchical_bootstrap,
+    paired_bootstrap,
+    time_to,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MACHINE = {"cpu_model": "test", "versions": {"torch": "x"}}
@@ -163,6 +171,96 @@ def test_paired_bootstrap_averages_the_seeds_and_needs_the_same_sentences():
     assert result["runs_a"] == 2 and result["runs_b"] == 1
     with pytest.raises(ValueError, match="unpaired"):
         paired_bootstrap(Counts.of([good]), Counts.of([_counts(numpy.ones(9, dtype=bool))]))
+
+
+def _exact_delta_distribution(a: Counts, b: Counts, documents: List[int]) -> Dict[float, float]:
+    """The two-level bootstrap's distribution of mean F1(a) - mean F1(b), by
+    enumerating every draw: document counts (multinomial) and each system's
+    seed counts (multinomial), with their probabilities."""
+    from itertools import combinations_with_replacement
+    from math import factorial, prod
+
+    def draws(n: int):  # every multiset of n draws from n things, as counts, with its probability
+        for picked in combinations_with_replacement(range(n), n):
+            counts = [picked.count(i) for i in range(n)]
+            yield counts, factorial(n) / prod(factorial(c) for c in counts) / n**n
+
+    item_of = numpy.repeat(numpy.arange(len(documents)), documents)
+    out: Dict[float, float] = {}
+    for doc_counts, p_docs in draws(len(documents)):
+        weights = numpy.asarray(doc_counts)[item_of]
+        f1 = []
+        for counts in (a, b):
+            tp, fp, fn = (x @ weights for x in (counts.tp, counts.fp, counts.fn))
+            f1.append(numpy.where(2 * tp + fp + fn > 0, 2 * tp / numpy.maximum(2 * tp + fp + fn, 1), 0.0))
+        for seeds_a, p_a in draws(len(f1[0])):
+            for seeds_b, p_b in draws(len(f1[1])):
+                delta = float(numpy.dot(seeds_a, f1[0]) / len(f1[0]) - numpy.dot(seeds_b, f1[1]) / len(f1[1]))
+                key = round(delta, 12)
+                out[key] = out.get(key, 0.0) + p_docs * p_a * p_b
+    return out
+
+
+def test_the_seed_and_document_bootstrap_matches_the_exact_distribution_of_its_draws():
+    # Hand-built cells: 3 seeds of A, 2 of B, 6 sentences in 3 documents of 2, 1 and 3 sentences.
+    a = Counts.of(
+        [
+            {"tp": [2, 1, 0, 3, 1, 1], "fp": [0, 0, 1, 0, 1, 0], "fn": [0, 1, 1, 0, 0, 0]},
+            {"tp": [1, 1, 1, 2, 1, 0], "fp": [1, 0, 0, 0, 0, 1], "fn": [1, 1, 0, 1, 0, 1]},
+            {"tp": [2, 2, 1, 3, 0, 1], "fp": [0, 0, 0, 1, 1, 0], "fn": [0, 0, 0, 0, 1, 0]},
+        ]
+    )
+    b = Counts.of(
+        [
+            {"tp": [1, 1, 0, 2, 1, 0], "fp": [1, 1, 1, 0, 0, 0], "fn": [1, 1, 1, 1, 0, 1]},
+            {"tp": [2, 0, 1, 3, 0, 1], "fp": [0, 0, 0, 1, 0, 1], "fn": [0, 2, 0, 0, 1, 0]},
+        ]
+    )
+    documents = [2, 1, 3]
+    exact = _exact_delta_distribution(a, b, documents)
+    assert sum(exact.values()) == pytest.approx(1.0)
+    result = hierarchical_bootstrap(a, b, documents, resamples=40000)
+    assert result["delta_f1"] == pytest.approx(
+        numpy.mean([2 * t.sum() / (2 * t.sum() + p.sum() + n.sum()) for t, p, n in zip(a.tp, a.fp, a.fn)])
+        - numpy.mean([2 * t.sum() / (2 * t.sum() + p.sum() + n.sum()) for t, p, n in zip(b.tp, b.fp, b.fn)])
+    )
+    assert (result["items"], result["n_items"], result["runs_a"], result["runs_b"]) == ("documents", 3, 3, 2)
+    # Each end of the interval is the 2.5% (97.5%) quantile of the exact distribution, up to Monte Carlo error.
+    for end, share in ((result["ci_low"], 0.025), (result["ci_high"], 0.975)):
+        below = sum(p for value, p in exact.items() if value < end - 1e-9)
+        at_or_below = sum(p for value, p in exact.items() if value <= end + 1e-9)
+        assert below - 0.005 <= share <= at_or_below + 0.005
+
+
+def test_seed_variance_widens_the_interval_past_zero_where_the_sentence_interval_excludes_it():
+    # A's seeds disagree (one good, one poor), B is steady; the sentence-only
+    # interval holds the seeds fixed and so excludes 0, the two-level one does not.
+    rng = numpy.random.default_rng(3)
+    n = 3000
+    ease = rng.random(n)  # how easy each sentence is: the systems get the easy ones right
+    good, poor, steady = (ease < share for share in (0.88, 0.78, 0.82))
+    a = Counts.of([_counts(good), _counts(poor)])
+    b = Counts.of([_counts(steady), _counts(steady)])
+    sentences = paired_bootstrap(a, b, resamples=1000)
+    both = hierarchical_bootstrap(a, b, resamples=1000)
+    assert sentences["ci_low"] > 0 and excludes_zero(sentences)
+    assert both["ci_low"] < 0 < both["ci_high"] and not excludes_zero(both)
+    assert both["delta_f1"] == pytest.approx(sentences["delta_f1"])
+
+
+def test_documents_widen_the_interval_where_errors_cluster_in_documents():
+    # 100 documents of 20 sentences; A is right on whole documents where B is
+    # wrong: the sentences of a document are not independent items.
+    rng = numpy.random.default_rng(4)
+    per_doc = rng.random(100) < 0.5
+    a = numpy.repeat(per_doc, 20) | (rng.random(2000) < 0.6)
+    b = rng.random(2000) < 0.7
+    cells = Counts.of([_counts(a)]), Counts.of([_counts(b)])
+    by_sentence = hierarchical_bootstrap(*cells, resamples=1000)
+    by_document = hierarchical_bootstrap(*cells, [20] * 100, resamples=1000)
+    assert by_document["ci_high"] - by_document["ci_low"] > 1.5 * (by_sentence["ci_high"] - by_sentence["ci_low"])
+    with pytest.raises(ValueError, match="documents of 1999 sentences in all"):
+        hierarchical_bootstrap(*cells, [20] * 99 + [19])
 
 
 def test_time_to_threshold_takes_the_first_checkpoint_that_reaches_it():
@@ -463,6 +561,41 @@ def test_report_is_deterministic_and_holds_the_comparisons(tmp_path):
     assert "15 of 15 runs stopped at the cap." in page
     target = next(t for t in aggregate["targets"] if t["name"] == "conll2003_f1_bilstm_crf_vs_spacy_ner")
     assert target["met"] is (bilstm_vs_ner["ci_low"] > 0)
+
+
+def test_comparisons_recompute_the_seed_and_document_interval_from_the_cells_and_claim_only_outside_zero():
+    from bench.aggregate import comparisons
+    from bench.report import comparison_line
+
+    rng = numpy.random.default_rng(6)
+    documents = [30, 50, 20, 60, 40] * 4  # 800 test sentences in 20 documents
+    ease = rng.random(800)
+    main: Dict[str, Dict[str, List[Dict[str, Any]]]] = {"conll2003": {}}
+    for system, shares in (("bilstm_crf", (0.84, 0.80, 0.87)), ("idcnn_crf", (0.83, 0.82, 0.82))):
+        main["conll2003"][system] = [
+            _training_cell("main", system, 1.0, seed, ease < share, 0.8) for seed, share in enumerate(shares)
+        ]
+        for cell in main["conll2003"][system]:
+            cell["data"]["splits"]["test"] = {"sentences": 800, "words": 8000, "documents": documents}
+    (entry,) = comparisons(main, [("bilstm_crf", "idcnn_crf")])
+    a, b = (Counts.of([c["sentence_counts"] for c in main["conll2003"][name]]) for name in ("bilstm_crf", "idcnn_crf"))
+    expected = hierarchical_bootstrap(a, b, documents)
+    assert (entry["ci_low"], entry["ci_high"], entry["delta_f1"]) == (
+        expected["ci_low"],
+        expected["ci_high"],
+        expected["delta_f1"],
+    )
+    sentences = paired_bootstrap(a, b)
+    assert (entry["sentence_ci_low"], entry["sentence_ci_high"]) == (sentences["ci_low"], sentences["ci_high"])
+    assert (entry["items"], entry["n_items"], entry["sentences"]) == ("documents", 20, 800)
+    # The seeds disagree: the sentence interval alone would claim a difference, the two-level one does not.
+    assert entry["sentence_ci_low"] > 0 and entry["ci_low"] < 0 < entry["ci_high"]
+    line = comparison_line(entry)
+    assert line.startswith("no difference detected at 3 seeds (the interval includes 0): bilstm_crf − idcnn_crf")
+    assert "3 vs 3 seeds, 800 test sentences in 20 documents" in line
+    main["conll2003"]["idcnn_crf"][0]["data"]["splits"]["test"]["documents"] = [400, 400]
+    with pytest.raises(ValueError, match="different test documents"):
+        comparisons(main, [("bilstm_crf", "idcnn_crf")])
 
 
 def _ablation_cell(system: str, seed: int, correct: numpy.ndarray, dev: float, package: str = "h"):
