@@ -10,13 +10,20 @@ from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, setting_scale
 from .stats import Counts, choose_scale, common_threshold, hierarchical_bootstrap, mean_sd, paired_bootstrap, time_to
 from .systems import ABLATIONS, SYSTEMS
 
-# The comparisons of issue 9 (a minus b), where both systems ran.
+# A row made from the softmax cells (issue 27): their checkpoints decoded to valid sequences.
+CONSTRAINED_SOFTMAX = "softmax_constrained"
+DERIVED_TITLES = {CONSTRAINED_SOFTMAX: "BERT-softmax decoded to valid IOB2 sequences (the same checkpoints)"}
+TEST_SCORE_KEYS = ("f1", "precision", "recall", "per_type", "seqeval", "seqeval_agrees", "sentence_counts")
+# The comparisons of issues 9 and 27 (a minus b), where both systems ran.
 COMPARISONS: Tuple[Tuple[str, str], ...] = (
     ("bilstm_crf", "idcnn_crf"),
     ("bilstm_crf", "spacy_ner"),
     ("bilstm_crf", "softmax"),
     ("crf", "softmax"),
     ("idcnn_crf", "spacy_ner"),
+    (CONSTRAINED_SOFTMAX, "softmax"),  # what valid decoding alone gives softmax
+    ("crf", CONSTRAINED_SOFTMAX),  # what CRF training gives beyond valid decoding
+    ("bilstm_crf", CONSTRAINED_SOFTMAX),
 )
 OWN_BEST_SHARE = 0.95
 # The ablation row every other row is compared with (issue 25): the configs' default.
@@ -56,7 +63,20 @@ def _main_cells(
             ignored.append(cell["cell_id"])
             continue
         out.setdefault(cell["corpus"], {}).setdefault(cell["system"], []).append(cell)
+        if cell.get("constrained"):
+            out[cell["corpus"]].setdefault(CONSTRAINED_SOFTMAX, []).append(constrained_row(cell))
     return out
+
+
+def constrained_row(cell: Cell) -> Cell:
+    """A softmax cell as a run of the constrained-softmax row: the same
+    training and checkpoint, the test set scored with the most probable valid
+    IOB2 sequence of each sentence in place of each token's argmax."""
+    scores = cell["constrained"]
+    row = {key: value for key, value in cell.items() if key != "constrained"}
+    row.update((key, scores[key]) for key in TEST_SCORE_KEYS if key in scores)
+    row.update(system=CONSTRAINED_SOFTMAX, cell_id=f"{cell['cell_id']}#constrained")
+    return row
 
 
 def _seeded(corpus: str, system: str) -> bool:
@@ -67,7 +87,7 @@ def _seeded(corpus: str, system: str) -> bool:
 def system_summary(corpus: str, name: str, runs: List[Cell], threshold: Optional[float]) -> Dict[str, Any]:
     spec = SYSTEMS.get(corpus, {}).get(name)
     summary: Dict[str, Any] = {
-        "title": spec.title if spec else name,
+        "title": spec.title if spec else DERIVED_TITLES.get(name, name),
         "setting": runs[0]["setting"],
         "head_lr_scale": runs[0]["head_lr_scale"],
         "seeds": [c["seed"] for c in runs],

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .aggregate import aggregate
+from .aggregate import DERIVED_TITLES, aggregate
 from .budgets import UNITS, corpus_spec
 from .cells import load_cells
 from .common import num, pct, read_json, write_json
@@ -46,7 +46,7 @@ def rounds_text(stats: Optional[Dict[str, Any]], spec: str = ".2f", scale: float
 
 def title(corpus: str, name: str) -> str:
     spec = SYSTEMS.get(corpus, {}).get(name)
-    return spec.title if spec else name
+    return spec.title if spec else DERIVED_TITLES.get(name, name)
 
 
 def _comparison(agg: Agg, corpus: str, a: str, b: str) -> Optional[Dict[str, Any]]:

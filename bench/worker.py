@@ -69,7 +69,9 @@ def _training(spec: CellSpec) -> Dict[str, Any]:
         )
     meta = read_meta(Path(spec.corpus_dir))
     # One number per test sentence, space-separated: compact in the committed JSON.
-    result["sentence_counts"] = {k: " ".join(map(str, v)) for k, v in result["sentence_counts"].items()}
+    for scores in (result, result.get("constrained")):  # the constrained decoding of softmax has its own
+        if scores is not None:
+            scores["sentence_counts"] = {k: " ".join(map(str, v)) for k, v in scores["sentence_counts"].items()}
     result["head_lr_scale"] = scale
     result["epochs"] = result["words_seen"] / sum(meta["lengths"]["train"])
     result["test_fingerprint"] = meta["info"]["splits"]["test"]["fingerprint"]

@@ -263,6 +263,63 @@ def test_documents_widen_the_interval_where_errors_cluster_in_documents():
         hierarchical_bootstrap(*cells, [20] * 99 + [19])
 
 
+SOFTMAX_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
+
+
+def test_constrained_softmax_decoding_is_the_most_probable_valid_sequence():
+    from itertools import product
+
+    from bench.softmax import decode_tags
+    from spacy_bilstm_crf.tag_scheme import is_valid_sequence
+
+    rng = numpy.random.default_rng(7)
+    sentences = [numpy.log(rng.dirichlet(numpy.ones(5), size=n)).astype("float32") for n in (4, 1, 3, 4, 2)]
+    found = decode_tags(sentences, SOFTMAX_TAGS, "constrained")
+    for scores, tags in zip(sentences, found):
+        # Brute force: every tag sequence, the valid ones, the best sum of log-probabilities.
+        valid = [
+            seq
+            for seq in product(range(5), repeat=len(scores))
+            if is_valid_sequence([SOFTMAX_TAGS[i] for i in seq], "BIO")
+        ]
+        best = max(valid, key=lambda seq: sum(scores[t, tag] for t, tag in enumerate(seq)))
+        assert tags == [SOFTMAX_TAGS[i] for i in best]
+    # Where the argmax is invalid, the two decodings part: I-PER after O.
+    scores = numpy.log(numpy.array([[0.6, 0.1, 0.1, 0.1, 0.1], [0.3, 0.05, 0.55, 0.05, 0.05]], dtype="float32"))
+    assert decode_tags([scores], SOFTMAX_TAGS, "argmax") == [["O", "I-PER"]]  # read leniently: a PER entity
+    assert decode_tags([scores], SOFTMAX_TAGS, "constrained") == [["O", "O"]]  # 0.6 x 0.3 > 0.1 x 0.55
+    assert decode_tags([], SOFTMAX_TAGS, "constrained") == []
+    with pytest.raises(ValueError, match="unknown decoding 'beam'"):
+        decode_tags([scores], SOFTMAX_TAGS, "beam")
+
+
+def test_softmax_cells_with_a_constrained_decoding_give_a_row_and_its_comparisons():
+    from bench.aggregate import aggregate
+
+    rng = numpy.random.default_rng(8)
+    cells = []
+    for seed in (0, 1, 2):
+        ease = rng.random(300)
+        cell = _training_cell("main", "softmax", 1.0, seed, ease < 0.80, 0.8)
+        constrained = ease < 0.84
+        cell["constrained"] = {
+            "f1": float(constrained.mean()),
+            "precision": float(constrained.mean()),
+            "recall": float(constrained.mean()),
+            "sentence_counts": _counts(constrained),
+        }
+        cells.append(cell)
+        cells.append(_training_cell("main", "crf", 1.0, seed, ease < 0.86, 0.8))
+    agg = aggregate(cells)
+    row = agg["systems"]["conll2003"]["softmax_constrained"]
+    assert row["title"].startswith("BERT-softmax decoded to valid IOB2 sequences")
+    assert row["f1"]["mean"] == pytest.approx(numpy.mean([c["constrained"]["f1"] for c in cells if "constrained" in c]))
+    assert row["train_seconds"] == agg["systems"]["conll2003"]["softmax"]["train_seconds"]  # the same training
+    pairs = {(c["a"], c["b"]): c for c in agg["comparisons"]}
+    assert pairs[("softmax_constrained", "softmax")]["delta_f1"] > 0
+    assert ("crf", "softmax_constrained") in pairs and ("crf", "softmax") in pairs
+
+
 def test_time_to_threshold_takes_the_first_checkpoint_that_reaches_it():
     curve = [
         {"words_seen": 100, "train_seconds": 10.0, "dev_f1": 0.50},
@@ -866,7 +923,12 @@ def test_quick_benchmark_runs_end_to_end(tmp_path):
     assert {(c["corpus"], c["a"], c["b"]) for c in aggregate["comparisons"]} >= {
         ("conll2003", "bilstm_crf", "softmax"),
         ("msra", "bilstm_crf", "spacy_ner"),
+        ("conll2003", "softmax_constrained", "softmax"),
+        ("conll2003", "crf", "softmax_constrained"),
     }
+    softmax_cells = [c for c in cells if c["system"] == "softmax" and c["stage"] == "main"]
+    assert softmax_cells and all(0.0 <= c["constrained"]["f1"] <= 1.0 for c in softmax_cells)
+    assert aggregate["systems"]["conll2003"]["softmax_constrained"]["seeds"] == [c["seed"] for c in softmax_cells]
     for corpus in ("conll2003", "msra"):
         ratios = aggregate["cpu_ratios"][corpus]["bilstm_crf"]
         for key in ("train_over_ner", "infer_over_ner", "crf_share_of_step", "crf_share_of_inference"):
