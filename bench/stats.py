@@ -177,6 +177,20 @@ def time_to(curve: Sequence[Dict[str, Any]], threshold: float) -> Optional[Dict[
     return None
 
 
+def last_epoch_slope(curve: Sequence[Dict[str, Any]], epoch_words: float) -> Optional[float]:
+    """Dev F1 points gained per epoch over the run's last epoch: from the
+    first checkpoint at most one epoch before the last one, to the last
+    (None: a run shorter than its first two checkpoints)."""
+    if len(curve) < 2 or epoch_words <= 0:
+        return None
+    last = curve[-1]
+    start = next(p for p in curve if p["words_seen"] >= last["words_seen"] - epoch_words)
+    if start is last:
+        start = curve[-2]
+    epochs = (last["words_seen"] - start["words_seen"]) / epoch_words
+    return 100.0 * (last["dev_f1"] - start["dev_f1"]) / epochs
+
+
 def common_threshold(best_f1s: Sequence[float], step: float = 0.001) -> float:
     """A dev F1 that every run reaches: the lowest best dev F1, rounded down to ``step``."""
     if not best_f1s:

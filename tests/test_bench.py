@@ -26,6 +26,7 @@ from bench.stats import (
     common_threshold,
     excludes_zero,
     hierarchical_bootstrap,
+    last_epoch_slope,
     paired_bootstrap,
     time_to,
 )
@@ -318,6 +319,15 @@ def test_softmax_cells_with_a_constrained_decoding_give_a_row_and_its_comparison
     pairs = {(c["a"], c["b"]): c for c in agg["comparisons"]}
     assert pairs[("softmax_constrained", "softmax")]["delta_f1"] > 0
     assert ("crf", "softmax_constrained") in pairs and ("crf", "softmax") in pairs
+
+
+def test_last_epoch_slope_is_the_dev_change_from_one_epoch_before_the_end():
+    curve = [{"words_seen": 50 * k, "dev_f1": f1} for k, f1 in enumerate([0.5, 0.7, 0.80, 0.84, 0.85, 0.86], 1)]
+    # 100 words an epoch: from the checkpoint at 200 words (0.84 dev F1) to the last at 300 (0.86).
+    assert last_epoch_slope(curve, 100) == pytest.approx(2.0)
+    assert last_epoch_slope(curve, 50) == pytest.approx(1.0)  # 0.85 -> 0.86 in one epoch of 50 words
+    assert last_epoch_slope(curve, 1000) == pytest.approx(100 * 0.36 / 0.25)  # a run of a quarter of an epoch
+    assert last_epoch_slope(curve[:1], 100) is None
 
 
 def test_time_to_threshold_takes_the_first_checkpoint_that_reaches_it():
@@ -726,15 +736,26 @@ def test_report_says_how_the_runs_stopped():
 
     def agg(min_words: int, reasons: List[str]) -> Dict[str, Any]:
         main = {"min_words": min_words, "max_words": 300, "eval_every": 50, "patience": 0.25}
+        slope_a = {"mean": 0.3, "min": 0.3, "max": 0.3, "n": 1}
+        slope_b = {"mean": 0.05, "min": -0.04, "max": 0.14, "n": 2}
         return {
             "budgets": {"msra": {"main": main, "epoch_words": 100}},
-            "systems": {"msra": {"a": {"stopped_by": reasons[:1]}, "b": {"stopped_by": reasons[1:]}}},
+            "systems": {
+                "msra": {
+                    "a": {"stopped_by": reasons[:1], "last_epoch_dev_slope": slope_a},
+                    "b": {"stopped_by": reasons[1:], "last_epoch_dev_slope": slope_b},
+                }
+            },
         }
 
     fixed = stopping_note(agg(300, ["budget", "budget", "budget"]), "msra")
     assert "a fixed budget of 3 epochs, no early stopping" in fixed and "3 of 3 runs stopped so." in fixed
     open_ended = stopping_note(agg(100, ["patience", "cap", "cap"]), "msra")
     assert "25% of the characters seen" in open_ended and "2 of 3 runs stopped at the cap." in open_ended
+    assert "the learning rate's schedule ends at 0" in open_ended
+    assert "dev F1 changed by -0.04 to +0.30 points per epoch over the runs (`a` +0.30, `b` +0.05 on average)" in (
+        open_ended
+    )
     assert stopping_note({"budgets": {}, "systems": {"msra": {}}}, "msra") == ""
 
 
