@@ -48,6 +48,12 @@ def parse(argv: List[str]) -> argparse.Namespace:
     report.add_argument("--img", type=Path, default=REPO / "docs" / "img")
     report.add_argument("--json", type=Path, default=RESULTS / "aggregate.json", help="the aggregate JSON")
     report.add_argument("--allow-mixed", action="store_true", help="aggregate cells of different package code")
+    report.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        help="the README whose benchmark table to write (default: README.md, for the committed cells only)",
+    )
     return parser.parse_args(argv)
 
 
@@ -77,7 +83,8 @@ def main(argv: List[str]) -> int:
     from .report import write_report
 
     try:
-        paths = write_report(args.cells_dir, args.md, args.img, args.json, allow_mixed=args.allow_mixed)
+        readme = args.readme or (REPO / "README.md" if args.cells_dir.resolve() == CELLS.resolve() else None)
+        paths = write_report(args.cells_dir, args.md, args.img, args.json, allow_mixed=args.allow_mixed, readme=readme)
     except (MixedHashError, CellError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -192,6 +192,17 @@ def comparisons(
     return out
 
 
+def versus_bilstm(main: Dict[str, Dict[str, List[Cell]]]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """Per corpus, BiLSTM-CRF's test F1 minus every other system's, as
+    ``comparisons`` gives it (the same draws, so a pair of both lists has the
+    same interval): the README's table."""
+    out: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    for corpus in sorted(main):
+        pairs = [("bilstm_crf", name) for name in main[corpus] if name != "bilstm_crf"]
+        out[corpus] = {entry["b"]: entry for entry in comparisons({corpus: main[corpus]}, pairs)}
+    return out
+
+
 def test_documents(runs: Sequence[Cell]) -> Optional[List[int]]:
     """The test set's document sizes, as the runs' corpus recorded them (None
     where it has no documents, or a cell predates the record: then the
@@ -310,7 +321,22 @@ def speed_summary(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
                 _rounds(inference["idcnn_crf"], "infer_words_per_s"),
                 _rounds(inference["bilstm_crf"], "infer_words_per_s"),
             )
+        reference = "bilstm_crf"
+        over_bilstm = {
+            name: {
+                "train": _ratio_spread(
+                    _rounds(training.get(name, {}), "train_words_per_s"),
+                    _rounds(training.get(reference, {}), "train_words_per_s"),
+                ),
+                "infer": _ratio_spread(
+                    _rounds(inference.get(name, {}), "infer_words_per_s"),
+                    _rounds(inference.get(reference, {}), "infer_words_per_s"),
+                ),
+            }
+            for name in sorted(set(training) | set(inference))
+        }
         out.setdefault(cell["device"], {})[cell["corpus"]] = {
+            "over_bilstm": over_bilstm,
             "device_name": cell["device_name"],
             "torch_threads": cell["torch_threads"],
             "loadavg_before": cell["loadavg_before"],
@@ -458,6 +484,7 @@ def aggregate(cells: Sequence[Cell]) -> Dict[str, Any]:
         "common_threshold": thresholds,
         "head_to_head": head_to_head(main),
         "comparisons": comparisons(main),
+        "versus_bilstm": versus_bilstm(main),
         "speed": speed,
         "cpu_ratios": cpu_ratios(speed),
         "micro": micro_summary(cells),

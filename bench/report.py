@@ -884,11 +884,120 @@ POLICY_NAMES = {
 }
 
 
+# ---------------------------------------------------------------- the README's table
+
+TABLE_SYSTEMS = ("bilstm_crf", "idcnn_crf", "crf", "spacy_ner", "softmax", "softmax_constrained")
+TABLE_TITLES = {
+    "bilstm_crf": "BiLSTM-CRF",
+    "idcnn_crf": "IDCNN-CRF",
+    "crf": "CRF alone",
+    "spacy_ner": "spaCy `ner`",
+    "softmax": "softmax",
+    "softmax_constrained": "softmax, valid decoding",
+}
+SHORT_CORPUS_NAMES = {"conll2003": "CoNLL-2003", "msra": "MSRA"}
+README_BEGIN = "<!-- bench report: table -->"
+README_END = "<!-- /bench report: table -->"
+
+
+def _f1_cell(agg: Agg, corpus: str, name: str) -> str:
+    summary = agg["systems"].get(corpus, {}).get(name)
+    if not summary:
+        return "–"
+    text = mean_sd_text(summary["f1"])
+    versus = agg.get("versus_bilstm", {}).get(corpus, {}).get(name)
+    if versus is None:
+        return text
+    sign = "" if excludes_zero(versus) else "≈ "
+    # versus is BiLSTM-CRF minus this system: the cell shows this system minus BiLSTM-CRF.
+    return (
+        f"{text}<br>{sign}{-100 * versus['delta_f1']:+.2f} "
+        f"[{-100 * versus['ci_high']:+.2f}, {-100 * versus['ci_low']:+.2f}]"
+    )
+
+
+def _time_cell(agg: Agg, corpus: str, name: str) -> str:
+    summary = agg["systems"].get(corpus, {}).get(name)
+    common = (summary or {}).get("to_common")
+    if not common:
+        return "–"
+    if common["reached"] < common["runs"]:
+        return f"{common['reached']} of {common['runs']} runs reach it"
+    seconds = common["train_seconds"]
+    text = seconds_range(seconds)
+    reference = agg["systems"][corpus].get("bilstm_crf", {}).get("to_common")
+    if name == "bilstm_crf" or not reference or reference["reached"] < reference["runs"]:
+        return text
+    overlap = (
+        seconds["min"] <= reference["train_seconds"]["max"] and reference["train_seconds"]["min"] <= seconds["max"]
+    )
+    return f"≈ {text}" if overlap else text
+
+
+def _speed_cell(agg: Agg, device: str, corpus: str, name: str) -> str:
+    ratio = agg["speed"].get(device, {}).get(corpus, {}).get("over_bilstm", {}).get(name, {}).get("infer")
+    if not ratio or not ratio["n"]:
+        return "–"
+    if name == "bilstm_crf":
+        return "1"
+    sign = "≈ " if ratio["min"] <= 1.0 <= ratio["max"] else ""
+    return f"{sign}{ratio['median']:.2f}x [{ratio['min']:.2f}, {ratio['max']:.2f}]"
+
+
+def summary_table(agg: Agg) -> str:
+    """The README's benchmark table: accuracy, training time to a dev mark and
+    inference speed per system, each against BiLSTM-CRF; "≈" where the
+    interval (or the seeds' range) does not separate it from BiLSTM-CRF."""
+    rows: List[List[str]] = []
+    for corpus in ("conll2003", "msra"):
+        if corpus in agg["systems"]:
+            rows.append([f"test F1, {CORPUS_NAMES[corpus]}"] + [_f1_cell(agg, corpus, n) for n in TABLE_SYSTEMS])
+    for corpus in ("conll2003", "msra"):
+        mark = agg.get("common_threshold", {}).get(corpus)
+        if mark is not None:
+            label = f"training seconds to dev F1 {100 * mark:.1f}, {SHORT_CORPUS_NAMES[corpus]}, CPU"
+            rows.append([label] + [_time_cell(agg, corpus, n) for n in TABLE_SYSTEMS])
+    for device in ("cpu", "cuda"):
+        for corpus in ("conll2003", "msra"):
+            entry = agg["speed"].get(device, {}).get(corpus)
+            if entry:
+                label = (
+                    f"inference speed over BiLSTM-CRF's, {SHORT_CORPUS_NAMES[corpus]}, {device.upper()} "
+                    f"({entry['device_name']})"
+                )
+                rows.append([label] + [_speed_cell(agg, device, corpus, n) for n in TABLE_SYSTEMS])
+    notes = (
+        "Test F1: mean ± sd over the seeds; below it, the difference from BiLSTM-CRF in points with its 95% "
+        "interval over seeds and test documents (CoNLL) or sentences (MSRA). Training: seconds in update steps to "
+        "the common dev mark, mean (range over the seeds). Inference: the ratio to BiLSTM-CRF's words (characters) "
+        "per second, median [min, max] of the interleaved rounds. ≈: the interval includes 0 (or 1), or the seeds' "
+        "ranges overlap. –: not run. Training to the dev mark on a GPU is not measured."
+    )
+    return table(["", *(TABLE_TITLES[n] for n in TABLE_SYSTEMS)], rows) + "\n\n" + notes
+
+
+def write_readme_table(readme: Path, agg: Agg) -> Path:
+    """Put ``summary_table`` between the README's two markers."""
+    text = readme.read_text(encoding="utf8")
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme}: no '{README_BEGIN}' ... '{README_END}' markers for the benchmark table")
+    body = f"{README_BEGIN}\n{summary_table(agg)}\n{README_END}"
+    readme.write_text(text[:start] + body + text[end + len(README_END) :], encoding="utf8")
+    return readme
+
+
 def write_report(
-    cells_root: Path, md_path: Path, img_dir: Path, json_path: Path, allow_mixed: bool = False
+    cells_root: Path,
+    md_path: Path,
+    img_dir: Path,
+    json_path: Path,
+    allow_mixed: bool = False,
+    readme: Optional[Path] = None,
 ) -> List[Path]:
-    """Aggregate the cells under ``cells_root``; write the JSON, the page and its figures.
-    A contention run and an ONNX run next to the cells (``contention-msra.json``,
+    """Aggregate the cells under ``cells_root``; write the JSON, the page and
+    its figures (and with ``readme``, the README's table). A contention run
+    and an ONNX run next to the cells (``contention-msra.json``,
     ``onnx-msra.json``) get their sections too."""
     from .contention import summarize
 
@@ -902,4 +1011,5 @@ def write_report(
 
         agg["onnx"] = summarize_onnx(read_json(onnx_path))
     write_json(json_path, agg)
-    return [json_path, *render(agg, md_path, img_dir)]
+    written = [json_path, *render(agg, md_path, img_dir)]
+    return written + ([write_readme_table(readme, agg)] if readme is not None else [])

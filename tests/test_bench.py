@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy
 import pytest
@@ -328,6 +328,63 @@ def test_last_epoch_slope_is_the_dev_change_from_one_epoch_before_the_end():
     assert last_epoch_slope(curve, 50) == pytest.approx(1.0)  # 0.85 -> 0.86 in one epoch of 50 words
     assert last_epoch_slope(curve, 1000) == pytest.approx(100 * 0.36 / 0.25)  # a run of a quarter of an epoch
     assert last_epoch_slope(curve[:1], 100) is None
+
+
+def test_the_readme_table_marks_what_the_intervals_do_not_separate_and_replaces_only_its_markers(tmp_path):
+    from bench.report import README_BEGIN, README_END, summary_table, write_readme_table
+
+    def system(f1: float, sd: float, seconds: Tuple[float, float, float]) -> Dict[str, Any]:
+        mean, low, high = seconds
+        time = {"reached": 3, "runs": 3, "train_seconds": {"mean": mean, "min": low, "max": high, "n": 3}}
+        return {"f1": {"mean": f1, "sd": sd, "n": 3}, "to_common": time}
+
+    def versus(delta: float, low: float, high: float) -> Dict[str, Any]:  # BiLSTM-CRF minus the system
+        return {"delta_f1": delta, "ci_low": low, "ci_high": high}
+
+    ratio = {"median": 1.2, "min": 1.1, "max": 1.3, "n": 5}
+    agg = {
+        "systems": {
+            "conll2003": {
+                "bilstm_crf": system(0.88, 0.002, (300.0, 250.0, 350.0)),
+                "idcnn_crf": system(0.875, 0.001, (320.0, 300.0, 340.0)),
+                "spacy_ner": system(0.87, 0.003, (600.0, 550.0, 650.0)),
+            }
+        },
+        "versus_bilstm": {
+            "conll2003": {"idcnn_crf": versus(0.005, -0.001, 0.011), "spacy_ner": versus(0.01, 0.004, 0.016)}
+        },
+        "common_threshold": {"conll2003": 0.896},
+        "speed": {
+            "cpu": {
+                "conll2003": {
+                    "device_name": "test cpu",
+                    "over_bilstm": {
+                        "bilstm_crf": {"infer": {"median": 1.0, "min": 1.0, "max": 1.0, "n": 5}},
+                        "idcnn_crf": {"infer": ratio},
+                        "spacy_ner": {"infer": {"median": 1.02, "min": 0.95, "max": 1.05, "n": 5}},
+                    },
+                }
+            }
+        },
+    }
+    text = summary_table(agg)
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in text.splitlines() if line.startswith("|")
+    }
+    f1 = rows["test F1, CoNLL-2003 English (all-MiniLM-L6-v2, uncased)"]
+    assert f1[:3] == ["88.00 ± 0.20 (n=3)", "87.50 ± 0.10 (n=3)<br>≈ -0.50 [-1.10, +0.10]", "–"]
+    assert f1[3] == "87.00 ± 0.30 (n=3)<br>-1.00 [-1.60, -0.40]"  # the interval excludes 0: no ≈
+    seconds = rows["training seconds to dev F1 89.6, CoNLL-2003, CPU"]
+    assert seconds[:4] == ["300 (250–350)", "≈ 320 (300–340)", "–", "600 (550–650)"]
+    speed = rows["inference speed over BiLSTM-CRF's, CoNLL-2003, CPU (test cpu)"]
+    assert speed[:4] == ["1", "1.20x [1.10, 1.30]", "–", "≈ 1.02x [0.95, 1.05]"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n{README_BEGIN}\nold table\n{README_END}\nafter\n", encoding="utf8")
+    write_readme_table(readme, agg)
+    assert readme.read_text(encoding="utf8") == f"# title\n\nbefore\n{README_BEGIN}\n{text}\n{README_END}\nafter\n"
+    readme.write_text("no markers\n", encoding="utf8")
+    with pytest.raises(ValueError, match="README.md: no '<!-- bench report: table -->'"):
+        write_readme_table(readme, agg)
 
 
 def test_time_to_threshold_takes_the_first_checkpoint_that_reaches_it():
