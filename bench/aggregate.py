@@ -6,14 +6,16 @@ aggregations of the same cells are identical."""
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, setting_scale
+from .budgets import corpus_spec
+from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, scale_setting, setting_rate, setting_scale
 from .stats import (
     Counts,
-    choose_scale,
+    choose_point,
     common_threshold,
     hierarchical_bootstrap,
     last_epoch_slope,
     mean_sd,
+    optimum_sides,
     paired_bootstrap,
     time_to,
 )
@@ -46,18 +48,29 @@ def _by(cells: Sequence[Cell], stage: str) -> List[Cell]:
 
 
 def grid_summary(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
-    """Per corpus and system: dev F1 at each scale, and the scale chosen."""
+    """Per corpus and system: dev F1 at each setting, the setting chosen (the
+    best: ``choose_point``) and what lies on each side of it along the
+    corpus's rate and scale ladders (``optimum_sides``)."""
     out: Dict[str, Dict[str, Any]] = {}
+    quick: Dict[str, bool] = {}
     for cell in _by(cells, GRID):
         entry = out.setdefault(cell["corpus"], {}).setdefault(cell["system"], {"dev_f1": {}, "words_seen": None})
         entry["dev_f1"][cell["setting"]] = cell["dev_f1_best"]
         entry["words_seen"] = cell["words_seen"]
         entry["dev_sentences"] = cell["data"]["splits"]["dev"]["sentences"]
-    for systems in out.values():
+        quick[cell["corpus"]] = bool(cell.get("quick"))
+    for corpus, systems in out.items():
+        spec = corpus_spec(corpus, quick[corpus])
         for entry in systems.values():
-            pairs = sorted((setting_scale(s), f1) for s, f1 in entry["dev_f1"].items())
-            entry["chosen"] = choose_scale(pairs)
+            results = {(setting_rate(s), setting_scale(s)): f1 for s, f1 in entry["dev_f1"].items()}
+            rate, scale = choose_point(results)
+            entry["chosen"] = scale_setting(scale, rate)
+            entry["sides"] = optimum_sides(results, spec.rate_ladder, spec.scale_ladder)
     return out
+
+
+def _same_setting(a: str, b: str) -> bool:
+    return (setting_rate(a), setting_scale(a)) == (setting_rate(b), setting_scale(b))
 
 
 def _main_cells(
@@ -68,7 +81,7 @@ def _main_cells(
     out: Dict[str, Dict[str, List[Cell]]] = {}
     for cell in _by(cells, MAIN):
         chosen = grid.get(cell["corpus"], {}).get(cell["system"], {}).get("chosen")
-        if chosen is not None and setting_scale(cell["setting"]) != chosen:
+        if chosen is not None and not _same_setting(cell["setting"], chosen):
             ignored.append(cell["cell_id"])
             continue
         out.setdefault(cell["corpus"], {}).setdefault(cell["system"], []).append(cell)

@@ -1,8 +1,10 @@
-"""Which cells a run consists of, and each system's head learning-rate choice.
+"""Which cells a run consists of, and each system's learning-rate choice.
 
-Stages: ``grid`` (every system with a fresh head, at each scale of the
-corpus's grid, seed 0, short budget), ``main`` (every trained system at its
-chosen scale, the corpus's seeds, the convergence budget), ``ablation``
+Stages: ``grid`` (every trained system at the corpus's first grid points,
+seed 0, short budget, then the untried neighbours of its best point until
+that point is an interior optimum or at a ladder's end), ``main`` (every
+trained system at its chosen setting, the corpus's seeds, the convergence
+budget), ``ablation``
 (MSRA: one feature or recipe change per row of the default BiLSTM-CRF, one
 seed, the default three), ``speed`` (one
 interleaved speed cell per corpus and device) and ``micro`` (the CRF alone
@@ -12,8 +14,8 @@ against length, and the heads alone per corpus).
 from typing import Dict, List, Optional, Sequence
 
 from .cells import CellStore
-from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, CellKey, CorpusSpec, scale_setting
-from .stats import choose_scale
+from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, CellKey, CorpusSpec, scale_setting, setting_rate, setting_scale
+from .stats import GridPoint, choose_point, grid_extension
 from .systems import ABLATIONS, SYSTEMS, trained_systems
 
 
@@ -27,51 +29,80 @@ def grid_systems(corpus: CorpusSpec) -> List[str]:
     return [name for name in trained_systems(corpus.name) if wanted is None or name in wanted]
 
 
-def grid_keys(corpus: CorpusSpec) -> List[CellKey]:
+def grid_keys(
+    corpus: CorpusSpec, store: Optional[CellStore] = None, package_hash: Optional[str] = None
+) -> List[CellKey]:
+    """The grid cells: every system at the corpus's first points, and (from
+    the grid cells of ``package_hash`` in ``store``) the untried neighbours
+    of each system's best point along the rate and scale ladders. Planned
+    again after each round of cells, the grid grows until every system's
+    best point has a worse neighbour, or a ladder's end, on every side."""
     if not corpus.has_grid:
         return []
-    return [
-        CellKey(corpus.name, GRID, name, scale_setting(scale), 0)
-        for name in grid_systems(corpus)
-        for scale in corpus.grid_scales
-    ]
+    results = grid_results(corpus, store, package_hash) if store is not None and package_hash else {}
+    keys = []
+    for name in grid_systems(corpus):
+        points = corpus.grid_points()
+        tried = results.get(name, {})
+        # Points an earlier round added, then the neighbours the best point still lacks.
+        points += sorted(
+            (p for p in tried if not _has(dict.fromkeys(points, 0.0), p)), key=lambda p: (p[0] or 0.0, p[1])
+        )
+        if all(_has(tried, point) for point in points):
+            points += grid_extension(tried, corpus.rate_ladder, corpus.scale_ladder)
+        keys += [CellKey(corpus.name, GRID, name, scale_setting(scale, rate), 0) for rate, scale in points]
+    return keys
 
 
-def grid_results(corpus: CorpusSpec, store: CellStore, package_hash: str) -> Dict[str, Dict[float, float]]:
-    """Dev F1 per scale per system from the grid cells of this package hash."""
-    out: Dict[str, Dict[float, float]] = {}
-    for key in grid_keys(corpus):
-        cell = store.load(key)
-        if cell is not None and cell.get("package_hash") == package_hash:
-            out.setdefault(key.system, {})[float(cell["head_lr_scale"])] = float(cell["dev_f1_best"])
+def _has(results: Dict[GridPoint, float], point: GridPoint) -> bool:
+    return any(setting_of(key) == setting_of(point) for key in results)
+
+
+def setting_of(point: GridPoint) -> str:
+    rate, scale = point
+    return scale_setting(scale, rate)
+
+
+def grid_results(
+    corpus: CorpusSpec, store: Optional[CellStore], package_hash: Optional[str]
+) -> Dict[str, Dict[GridPoint, float]]:
+    """Best dev F1 per grid point per system, from the grid cells of this package hash."""
+    out: Dict[str, Dict[GridPoint, float]] = {}
+    for cell in store.cells() if store is not None else []:
+        if cell.get("corpus") != corpus.name or cell.get("stage") != GRID or cell.get("package_hash") != package_hash:
+            continue
+        point = (setting_rate(cell["setting"]), setting_scale(cell["setting"]))
+        out.setdefault(cell["system"], {})[point] = float(cell["dev_f1_best"])
     return out
 
 
-def chosen_scales(corpus: CorpusSpec, store: CellStore, package_hash: str) -> Dict[str, float]:
-    """Each trained system's head learning-rate scale: the grid's choice, or
-    the only scale when the corpus's grid has one (or the system is not in
-    a ``--quick`` grid). Raises ``MissingGridError`` naming the missing cells."""
-    default = corpus.grid_scales[0]
+def chosen_settings(corpus: CorpusSpec, store: CellStore, package_hash: str) -> Dict[str, str]:
+    """Each trained system's learning-rate setting (``x20`` or
+    ``x20-lr5e-05``): its grid's best point once the grid is complete, or
+    the corpus's first point when it has no grid (or the system is not in a
+    ``--quick`` grid). Raises ``MissingGridError`` naming the cells to run."""
+    rate, scale = corpus.grid_points()[0]
+    default = scale_setting(scale, rate)
+    chosen = {name: default for name in trained_systems(corpus.name)}
     if not corpus.has_grid:
-        return {name: default for name in trained_systems(corpus.name)}
-    results = grid_results(corpus, store, package_hash)
-    missing = [key.cell_id for key in grid_keys(corpus) if float(key.setting[1:]) not in results.get(key.system, {})]
+        return chosen
+    missing = [key.cell_id for key in grid_keys(corpus, store, package_hash) if not store.is_done(key, package_hash)]
     if missing:
         raise MissingGridError(
             f"{corpus.name}: the main stage needs the grid's choice; run the grid cells first: " + ", ".join(missing)
         )
-    chosen = {name: default for name in trained_systems(corpus.name)}
-    for name, by_scale in results.items():
-        chosen[name] = choose_scale(sorted(by_scale.items()))
+    for name, results in grid_results(corpus, store, package_hash).items():
+        if name in chosen:
+            chosen[name] = setting_of(choose_point(results))
     return chosen
 
 
-def main_keys(corpus: CorpusSpec, scales: Dict[str, float]) -> List[CellKey]:
+def main_keys(corpus: CorpusSpec, settings: Dict[str, str]) -> List[CellKey]:
     keys = []
     for name in trained_systems(corpus.name):
         spec = SYSTEMS[corpus.name][name]
         seeds = corpus.seeds[: spec.seeds] if spec.seeds else corpus.seeds
-        keys += [CellKey(corpus.name, MAIN, name, scale_setting(scales[name]), seed) for seed in seeds]
+        keys += [CellKey(corpus.name, MAIN, name, settings[name], seed) for seed in seeds]
     return keys
 
 
@@ -101,16 +132,17 @@ def planned_keys(
     store: CellStore,
     package_hash: str,
     device: str,
-    scales: Optional[Dict[str, Dict[str, float]]] = None,
+    settings: Optional[Dict[str, Dict[str, str]]] = None,
 ) -> List[CellKey]:
     """The cells of ``stages`` for ``corpora``, in the order a run does them.
-    The main stage reads the grid's choices from ``store`` (or ``scales``)."""
+    The grid's extension and the main stage's settings are read from
+    ``store`` (the main stage's from ``settings`` where given)."""
     keys: List[CellKey] = []
     for corpus in corpora:
         if GRID in stages:
-            keys += grid_keys(corpus)
+            keys += grid_keys(corpus, store, package_hash)
         if MAIN in stages:
-            chosen = (scales or {}).get(corpus.name) or chosen_scales(corpus, store, package_hash)
+            chosen = (settings or {}).get(corpus.name) or chosen_settings(corpus, store, package_hash)
             keys += main_keys(corpus, chosen)
         if SPEED in stages:
             keys += speed_keys(corpus, device)

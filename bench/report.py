@@ -12,6 +12,7 @@ from .cells import load_cells
 from .common import num, pct, read_json, write_json
 from .figures import write_figures
 from .rules import GRAD_CLIP_RULE, MAX_WARMUP_SHARE
+from .specs import setting_rate, setting_scale
 from .stats import excludes_zero
 from .systems import SYSTEMS
 
@@ -237,25 +238,37 @@ def targets_section(agg: Agg) -> str:
 def grid_section(agg: Agg) -> str:
     parts = []
     for corpus, systems in agg["grid"].items():
-        settings = sorted({s for e in systems.values() for s in e["dev_f1"]}, key=lambda s: float(s[1:]))
+        settings = sorted(
+            {s for e in systems.values() for s in e["dev_f1"]}, key=lambda s: (setting_rate(s) or 0.0, setting_scale(s))
+        )
         rows = []
         for name, entry in systems.items():
+            sides = entry.get("sides", {})
             rows.append(
                 [f"`{name}`"]
                 + [pct(entry["dev_f1"].get(s)) for s in settings]
-                + [f"x{entry['chosen']:g}", num(entry["words_seen"]), num(entry["dev_sentences"])]
+                + [f"`{entry['chosen']}`", "; ".join(f"{side}: {what}" for side, what in sides.items()) or "–"]
+                + [num(entry["words_seen"]), num(entry["dev_sentences"])]
             )
         header = (
             ["system"]
-            + [f"dev F1 at head {s}" for s in settings]
-            + ["chosen", f"training {UNITS[corpus]}", "dev sentences"]
+            + [f"dev F1 at {s}" for s in settings]
+            + ["chosen", "beside the chosen point", f"training {UNITS[corpus]}", "dev sentences"]
         )
-        parts.append(f"{CORPUS_NAMES.get(corpus, corpus)}, seed 0:\n\n" + table(header, rows))
+        parts.append(
+            f"{CORPUS_NAMES.get(corpus, corpus)}, seed 0. Settings: `xH` is the head learning rate at H times the "
+            "base rate, `-lrR` the base (transformer) rate R (none: the configs' own). The grid starts at the same "
+            "points for every system and grows along the rate and scale ladders until the chosen point has a worse "
+            "neighbour on each side; the column beside it says what is there (a ladder's end, or an axis not "
+            "tuned, is why not).\n\n" + table(header, rows)
+        )
     for corpus in agg["systems"]:
-        if not corpus_spec(corpus, agg["provenance"]["quick"]).has_grid:
+        if corpus not in agg["grid"]:
+            planned = corpus_spec(corpus, agg["provenance"]["quick"]).has_grid
             parts.append(
-                f"{CORPUS_NAMES.get(corpus, corpus)}: no grid. Every parameter starts fresh (there is no pretrained "
-                "encoder to protect), so every system learns at its config's one rate (x1)."
+                f"{CORPUS_NAMES.get(corpus, corpus)}: no grid cells in this run"
+                + (" (the benchmark's plan has one; these cells predate it)" if planned else "")
+                + ". Every system learnt at its config's one rate (x1)."
             )
     if not parts:
         return "_No grid cells._"

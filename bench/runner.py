@@ -11,15 +11,28 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .budgets import corpus_spec
-from .cell_plan import MissingGridError, chosen_scales, planned_keys
+from .cell_plan import MissingGridError, chosen_settings, planned_keys, setting_of
 from .cells import CellError, CellStore, run_cells, select, spec_json
 from .common import CELLS, DEFAULT_DATA, REPO, log, read_json, write_json
 from .docbins import prepare_corpus, read_meta
 from .provenance import package_hash
-from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, STAGES, TRAINING_STAGES, CellKey, CellSpec, CorpusSpec
+from .specs import (
+    ABLATION,
+    GRID,
+    MAIN,
+    MICRO,
+    SPEED,
+    STAGES,
+    TRAINING_STAGES,
+    CellKey,
+    CellSpec,
+    CorpusSpec,
+    setting_scale,
+)
 from .systems import SYSTEMS, trained_systems
 
 DEFAULT_WORK = REPO / "bench" / "work"
+MAX_GRID_ROUNDS = 12  # rounds of grid extension before the run stops extending (each adds at most 4 cells a system)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +117,8 @@ class Context:
         if key.stage == SPEED and corpus is not None:
             systems = list(SYSTEMS[corpus.name])
             try:  # the grid's choices, which do not change speed; the first scale before the grid ran
-                scales = chosen_scales(corpus, self.store, self.package_hash)
+                settings = chosen_settings(corpus, self.store, self.package_hash)
+                scales = {name: setting_scale(setting) for name, setting in settings.items()}
             except MissingGridError:
                 scales = {name: corpus.grid_scales[0] for name in trained_systems(corpus.name)}
         corpus_dir = self.corpus_dir(key.corpus) if key.corpus != "any" else self.work
@@ -167,17 +181,21 @@ def run(args: argparse.Namespace) -> int:
     runner = subprocess_runner(ctx.work) if isolate else in_process_runner
     failures: List[str] = []
     for stage in (s for s in STAGES if s in ctx.stages):
-        keys: List[CellKey] = []
-        for corpora in [[c] for c in ctx.corpora] if stage != MICRO else [ctx.corpora]:
-            try:
-                keys += planned_keys(corpora, (stage,), ctx.store, ctx.package_hash, ctx.device)
-            except MissingGridError as exc:
-                log(str(exc))
-                failures.append(str(exc))
-        keys = select(keys, args.cells)
-        done = run_cells([ctx.spec(k) for k in keys], ctx.store, ctx.package_hash, runner)
-        log(f"{stage}: ran {len(done['ran'])}, skipped {len(done['skipped'])} (done), failed {len(done['failed'])}")
-        failures += done["failed"]
+        # The grid is planned again after each round: its extension depends on the cells it has.
+        for _ in range(MAX_GRID_ROUNDS if stage == GRID else 1):
+            keys: List[CellKey] = []
+            for corpora in [[c] for c in ctx.corpora] if stage != MICRO else [ctx.corpora]:
+                try:
+                    keys += planned_keys(corpora, (stage,), ctx.store, ctx.package_hash, ctx.device)
+                except MissingGridError as exc:
+                    log(str(exc))
+                    failures.append(str(exc))
+            keys = select(keys, args.cells)
+            done = run_cells([ctx.spec(k) for k in keys], ctx.store, ctx.package_hash, runner)
+            log(f"{stage}: ran {len(done['ran'])}, skipped {len(done['skipped'])} (done), failed {len(done['failed'])}")
+            failures += done["failed"]
+            if not done["ran"] or done["failed"]:
+                break
     if ctx.quick:
         from .report import write_report
 
@@ -212,9 +230,11 @@ def plan(args: argparse.Namespace) -> int:
         try:
             keys = planned_keys(ctx.corpora, (stage,), ctx.store, ctx.package_hash, ctx.device)
         except MissingGridError:
-            # Before the grid has run: every system at each scale is possible; show one.
-            scales = {c.name: {n: c.grid_scales[0] for n in trained_systems(c.name)} for c in ctx.corpora}
-            keys = planned_keys(ctx.corpora, (stage,), ctx.store, ctx.package_hash, ctx.device, scales)
+            # Before the grid has run: every system at each setting is possible; show the first.
+            settings = {
+                c.name: {n: setting_of(c.grid_points()[0]) for n in trained_systems(c.name)} for c in ctx.corpora
+            }
+            keys = planned_keys(ctx.corpora, (stage,), ctx.store, ctx.package_hash, ctx.device, settings)
             print(f"# {stage}: the grid's choices are not known yet; settings shown are placeholders")
         for key in select(keys, args.cells):
             cell = ctx.store.load(key)

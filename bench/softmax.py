@@ -14,7 +14,7 @@ classifier is a parameter group at ``head_lr_scale`` times the rate.
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -29,7 +29,7 @@ from .docbins import bare_doc, doc_spans, load_docs
 from .evaluate import score_docs
 from .recorder import TrainingRecorder
 from .specs import Budget
-from .systems import batch_plan, learn_rates, optimizer_settings
+from .systems import batch_plan, learn_rates, optimizer_settings, with_base_rate
 from .tags import bio_tags, read_bio
 from .train_spacy import schedule
 
@@ -188,7 +188,9 @@ class SoftmaxTrainer:
         total_steps: int,
         warmup: int,
         scale: float,
+        base_rate: Optional[float] = None,
         device: str = "cpu",
+        constant_rate: bool = False,
     ):
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -204,7 +206,7 @@ class SoftmaxTrainer:
         ).to(device)
         self.grad_clip = float(optimizer_settings(corpus)["optimizer"]["grad_clip"])
         self.optimizer, self.scheduler = build_optimizer(
-            self.model, corpus, learn_rates(corpus, total_steps, warmup), scale
+            self.model, corpus, learn_rates(corpus, total_steps, warmup, base_rate, constant_rate), scale
         )
         self.words = [[t.text for t in doc] for doc in self.docs]
         self.tags = [[tag2id[t] for t in bio_tags(len(doc), doc_spans(doc))] for doc in self.docs]
@@ -240,15 +242,24 @@ def train_softmax(
     head_lr_scale: float,
     model_dir: Path,
     infer_batch_size: int,
+    base_rate: Optional[float] = None,
 ) -> Dict[str, Any]:
-    """Train to the budget, keep the best dev checkpoint, score it on test."""
+    """Train to the budget, keep the best dev checkpoint, score it on test
+    (``base_rate``: the transformer's rate, None: the configs')."""
     wall_start = time.perf_counter()
     torch.manual_seed(seed)
     lengths = [len(doc) for doc in load_docs(corpus_dir / "train.spacy", Vocab())]
     plan = batch_plan(corpus, lengths, budget.max_words, seed)
     sched = schedule(corpus, plan, lengths, budget)
     trainer = SoftmaxTrainer(
-        corpus, corpus_dir, transformer, sched["total_steps"], sched["warmup_steps"], head_lr_scale
+        corpus,
+        corpus_dir,
+        transformer,
+        sched["total_steps"],
+        sched["warmup_steps"],
+        head_lr_scale,
+        base_rate,
+        constant_rate=budget.constant_rate,
     )
     best_dir = model_dir / "best"
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -281,7 +292,7 @@ def train_softmax(
         "init_seconds": init_seconds,
         "schedule": sched,
         "config": {
-            "learn_rate": opt["learn_rate"],
+            "learn_rate": with_base_rate(opt["learn_rate"], base_rate, budget.constant_rate),
             "head_lr_scale_setting": head_lr_scale,
             "weight_decay": opt["L2"],
             "grad_clip": opt["grad_clip"],

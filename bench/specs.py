@@ -6,7 +6,7 @@ measurement of a corpus on one device, or a microbenchmark.
 """
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 # Stages of the benchmark, in the order a full run goes through them.
 GRID, MAIN, SPEED, MICRO, ABLATION = "grid", "main", "speed", "micro", "ablation"
@@ -36,13 +36,17 @@ class Budget:
     ``eval_every`` words and at the end; after ``min_words`` it stops at the
     first evaluation where dev F1 has not improved for ``patience`` of the
     words seen so far, and at ``max_words`` at the latest. The learning-rate
-    schedule spans ``max_words``. ``min_words == max_words`` is a fixed budget.
+    schedule spans ``max_words`` (the configs' decay to 0 at the cap), or
+    with ``constant_rate`` warms up as the configs do and then stays at the
+    base rate, so that patience, not the cap, ends training.
+    ``min_words == max_words`` is a fixed budget.
     """
 
     min_words: int
     max_words: int
     eval_every: int
     patience: float = 0.25
+    constant_rate: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.min_words <= self.max_words:
@@ -59,12 +63,19 @@ class BudgetRule:
     max_epochs: float
     eval_every_epochs: float
     patience: float = 0.25
+    constant_rate: bool = False
 
     def budget(self, epoch_words: int) -> Budget:
         def words(epochs: float) -> int:
             return max(1, int(round(epochs * epoch_words)))
 
-        return Budget(words(self.min_epochs), words(self.max_epochs), words(self.eval_every_epochs), self.patience)
+        return Budget(
+            words(self.min_epochs),
+            words(self.max_epochs),
+            words(self.eval_every_epochs),
+            self.patience,
+            self.constant_rate,
+        )
 
 
 @dataclass(frozen=True)
@@ -84,11 +95,22 @@ class CorpusSpec:
     speed_words: int  # test words per system per inference round
     grid_systems: Optional[Tuple[str, ...]] = None  # None: every system with a fresh head (--quick: fewer)
     ablation: Optional[BudgetRule] = None  # the feature and recipe ablation's budget (None: no ablation)
+    # Issue 27: the base learning rates the grid starts with (empty: the configs' own rate only), and the
+    # ladders of rates and head scales it may extend along until the best point has a worse neighbour on
+    # every side (empty ladder: no extension along that axis).
+    grid_rates: Tuple[float, ...] = ()
+    rate_ladder: Tuple[float, ...] = ()
+    scale_ladder: Tuple[float, ...] = ()
 
     @property
     def has_grid(self) -> bool:
-        """Whether the head learning rate is chosen by a grid (more than one scale to try)."""
-        return len(self.grid_scales) > 1
+        """Whether the learning rates are chosen by a grid (more than one point to try)."""
+        return len(self.grid_scales) * max(len(self.grid_rates), 1) > 1 or bool(self.rate_ladder or self.scale_ladder)
+
+    def grid_points(self) -> List[Tuple[Optional[float], float]]:
+        """The grid's first points, (base rate or None for the configs' own, head scale)."""
+        rates: Tuple[Optional[float], ...] = self.grid_rates or (None,)
+        return [(rate, scale) for rate in rates for scale in self.grid_scales]
 
 
 @dataclass(frozen=True)
@@ -120,8 +142,9 @@ class SystemSpec:
 
 @dataclass(frozen=True, order=True)
 class CellKey:
-    """The identity of a cell; ``setting`` is the head learning-rate scale as
-    ``x20`` for training cells and the device for speed and micro cells."""
+    """The identity of a cell; ``setting`` is the learning-rate setting for
+    training cells (``x20``: head scale 20 at the configs' base rate;
+    ``x20-lr5e-05``: at base rate 5e-5) and the device for speed and micro cells."""
 
     corpus: str
     stage: str
@@ -138,15 +161,34 @@ class CellKey:
         return f"{self.corpus}/{self.stage}/{self.system}/{self.setting}-seed{self.seed}.json"
 
 
-def scale_setting(scale: float) -> str:
-    """``20.0`` -> ``"x20"``: the setting name of a head learning-rate scale."""
-    return f"x{scale:g}"
+RATE_MARK = "-lr"
+
+
+def scale_setting(scale: float, rate: Optional[float] = None) -> str:
+    """The setting name of a head scale and a base learning rate: ``(20.0,
+    None)`` -> ``"x20"`` (the configs' own rate), ``(20.0, 5e-05)`` ->
+    ``"x20-lr5e-05"``."""
+    return f"x{scale:g}" + ("" if rate is None else f"{RATE_MARK}{rate:g}")
 
 
 def setting_scale(setting: str) -> float:
-    if not setting.startswith("x"):
-        raise ValueError(f"not a head learning-rate setting: {setting!r}")
-    return float(setting[1:])
+    """The head learning-rate scale of a setting name."""
+    return _parse_setting(setting)[1]
+
+
+def setting_rate(setting: str) -> Optional[float]:
+    """The base learning rate of a setting name; None: the configs' own."""
+    return _parse_setting(setting)[0]
+
+
+def _parse_setting(setting: str) -> Tuple[Optional[float], float]:
+    scale, _, rate = setting.partition(RATE_MARK)
+    try:
+        if not scale.startswith("x"):
+            raise ValueError
+        return (float(rate) if rate else None), float(scale[1:])
+    except ValueError:
+        raise ValueError(f"not a learning-rate setting: {setting!r} (expected x20 or x20-lr5e-05)") from None
 
 
 @dataclass(frozen=True)

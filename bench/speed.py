@@ -163,7 +163,9 @@ def build_contenders(
             contenders[name] = SpacyContender(name, nlp, optimizer, dropout, examples, ner_scale)
         elif spec.kind == "softmax":
             assert cell.transformer is not None
-            trainer = SoftmaxTrainer(corpus.name, corpus_dir, cell.transformer, plan_steps, warmup, scale, device)
+            trainer = SoftmaxTrainer(
+                corpus.name, corpus_dir, cell.transformer, plan_steps, warmup, scale, device=device
+            )
             contenders[name] = SoftmaxContender(trainer, lengths)
         elif name == "hf_encoder_only":
             assert cell.transformer is not None

@@ -198,12 +198,87 @@ def common_threshold(best_f1s: Sequence[float], step: float = 0.001) -> float:
     return math.floor(min(best_f1s) / step + 1e-9) * step
 
 
-def choose_scale(results: Sequence[Tuple[float, float]]) -> float:
-    """The head learning-rate scale with the highest dev F1 among ``(scale,
-    dev F1)`` pairs; a tie goes to the smaller scale."""
+GridPoint = Tuple[Optional[float], float]  # (base learning rate, None: the configs' own; head scale)
+SIDES = ("rate below", "rate above", "scale below", "scale above")
+
+
+def choose_point(results: Dict[GridPoint, float]) -> GridPoint:
+    """The grid point with the highest dev F1; a tie goes to the smaller
+    head scale, then to the smaller rate."""
     if not results:
         raise ValueError("no grid results")
-    return min(results, key=lambda item: (-item[1], item[0]))[0]
+    return min(results, key=lambda point: (-results[point], point[1], point[0] or 0.0))
+
+
+def neighbours(
+    point: GridPoint, rate_ladder: Sequence[float], scale_ladder: Sequence[float]
+) -> Dict[str, Optional[GridPoint]]:
+    """The point's neighbours on each side along the two ladders (None: the
+    ladder ends there, or the point is not on it)."""
+
+    def step(ladder: Sequence[float], value: Optional[float], by: int) -> Optional[float]:
+        if value is None or not any(math.isclose(value, rung) for rung in ladder):
+            return None
+        index = next(i for i, rung in enumerate(ladder) if math.isclose(value, rung)) + by
+        return ladder[index] if 0 <= index < len(ladder) else None
+
+    rate, scale = point
+    found: Dict[str, Optional[GridPoint]] = {}
+    for side, ladder, by in zip(SIDES, (rate_ladder, rate_ladder, scale_ladder, scale_ladder), (-1, 1, -1, 1)):
+        if side.startswith("rate"):
+            value = step(ladder, rate, by)
+            found[side] = None if value is None else (value, scale)
+        else:
+            value = step(ladder, scale, by)
+            found[side] = None if value is None else (rate, value)
+    return found
+
+
+def _tried(results: Dict[GridPoint, float], point: GridPoint) -> Optional[GridPoint]:
+    """The key of ``results`` equal to ``point`` (floats compared with tolerance)."""
+    for key in results:
+        same_rate = (key[0] is None and point[0] is None) or (
+            key[0] is not None and point[0] is not None and math.isclose(key[0], point[0])
+        )
+        if same_rate and math.isclose(key[1], point[1]):
+            return key
+    return None
+
+
+def grid_extension(
+    results: Dict[GridPoint, float], rate_ladder: Sequence[float], scale_ladder: Sequence[float]
+) -> List[GridPoint]:
+    """The neighbours of the best point not tried yet: the grid runs them
+    next, until the best point has a tried neighbour (or a ladder's end) on
+    every side."""
+    best = choose_point(results)
+    return [
+        point
+        for point in neighbours(best, rate_ladder, scale_ladder).values()
+        if point is not None and _tried(results, point) is None
+    ]
+
+
+def optimum_sides(
+    results: Dict[GridPoint, float], rate_ladder: Sequence[float], scale_ladder: Sequence[float]
+) -> Dict[str, str]:
+    """For the best point, what lies on each side: "worse" (a tried
+    neighbour with a lower dev F1), "tie", "untried", "ladder end", or "not
+    tuned" (no ladder along that axis)."""
+    best = choose_point(results)
+    out: Dict[str, str] = {}
+    for side, point in neighbours(best, rate_ladder, scale_ladder).items():
+        tried = None if point is None else _tried(results, point)
+        on_rates = side.startswith("rate")
+        if not (rate_ladder if on_rates else scale_ladder) or (on_rates and best[0] is None):
+            out[side] = "not tuned"  # no ladder on this axis, or the configs' own rate
+        elif point is None:
+            out[side] = "ladder end"
+        elif tried is None:
+            out[side] = "untried"
+        else:
+            out[side] = "worse" if results[tried] < results[best] else "tie"
+    return out
 
 
 def interval_clears(low: Optional[float], high: Optional[float], goal: float, above: bool = True) -> Optional[bool]:

@@ -12,7 +12,7 @@ import itertools
 import random
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import spacy
 from spacy.util import load_config, registry
@@ -251,14 +251,17 @@ def build_config(
     warmup_steps: Optional[int],
     head_lr_scale: float,
     seed: int = 0,
+    base_rate: Optional[float] = None,
+    constant_rate: bool = False,
 ) -> Config:
     """The config of spaCy system ``name`` (``crf_ner`` variants or ``ner``).
 
     ``head_lr_scale`` goes to ``crf_ner``'s own setting; spaCy ``ner`` has no
     such setting, so the training loop applies it (``bench.train_spacy``).
     The schedule's total steps are ``total_steps`` and its warm-up
-    ``warmup_steps`` (None: the config's); ``seed`` is the one ``init_nlp``
-    seeds the random generators with (``[system] seed``)."""
+    ``warmup_steps`` (None: the config's), its rate ``base_rate`` (None: the
+    config's), constant after the warm-up with ``constant_rate``; ``seed`` is
+    the one ``init_nlp`` seeds the random generators with (``[system] seed``)."""
     spec = system(corpus, name)
     overrides: Dict[str, Any] = {
         "paths.train": str(corpus_dir / "train.spacy"),
@@ -288,6 +291,8 @@ def build_config(
             component["model"]["encoder"] = encoder_block(corpus, spec, width)
     else:
         raise ValueError(f"{name} is not a spaCy system")
+    optimizer = config["training"]["optimizer"]
+    optimizer["learn_rate"] = with_base_rate(optimizer["learn_rate"], base_rate, constant_rate)
     learn_rate = config["training"]["optimizer"]["learn_rate"]
     if isinstance(learn_rate, dict):
         learn_rate["total_steps"] = max(int(total_steps), 1)
@@ -335,10 +340,41 @@ def config_warmup(corpus: str) -> int:
     return int(learn_rate.get("warmup_steps", 0)) if isinstance(learn_rate, dict) else 0
 
 
-def learn_rates(corpus: str, total_steps: int, warmup: int) -> List[float]:
+@registry.schedules("bench.warmup_constant.v1")
+def warmup_constant(initial_rate: float, warmup_steps: int, total_steps: int = 0) -> Iterator[float]:
+    """The configs' linear warm-up over ``warmup_steps``, then ``initial_rate``
+    for good: no decay towards a cap (``total_steps`` is accepted, unused), so
+    that dev F1's patience ends training (issue 27)."""
+    step = 0
+    while True:
+        yield initial_rate * (step / max(1, warmup_steps) if step < warmup_steps else 1.0)
+        step += 1
+
+
+def with_base_rate(learn_rate: Any, base_rate: Optional[float], constant: bool = False) -> Any:
+    """A config's ``learn_rate`` (a number or a schedule block) with its
+    rate set to ``base_rate`` (None: as it is), and with ``constant`` its
+    decay replaced by a constant rate after the warm-up."""
+    if not isinstance(learn_rate, dict):
+        return learn_rate if base_rate is None else float(base_rate)
+    if "initial_rate" not in learn_rate:
+        raise ValueError(f"cannot set the base rate of the schedule {learn_rate.get('@schedules')!r}: no initial_rate")
+    block = dict(learn_rate)
+    if base_rate is not None:
+        block["initial_rate"] = float(base_rate)
+    if constant:
+        block = {"@schedules": "bench.warmup_constant.v1", **{k: v for k, v in block.items() if k != "@schedules"}}
+    return block
+
+
+def learn_rates(
+    corpus: str, total_steps: int, warmup: int, base_rate: Optional[float] = None, constant: bool = False
+) -> List[float]:
     """The learning rate of each of ``total_steps`` steps, as the configs'
-    schedule (with this total and warm-up) gives it to Thinc's optimizer."""
-    learn_rate = copy.deepcopy(optimizer_settings(corpus)["optimizer"]["learn_rate"])
+    schedule (with this total and warm-up, ``base_rate`` where given, and
+    ``constant``: no decay) gives it to Thinc's optimizer."""
+    settings = copy.deepcopy(optimizer_settings(corpus)["optimizer"]["learn_rate"])
+    learn_rate = with_base_rate(settings, base_rate, constant)
     if not isinstance(learn_rate, dict):
         return [float(learn_rate)] * total_steps
     learn_rate.update(total_steps=total_steps, warmup_steps=warmup)

@@ -70,11 +70,15 @@ def init_pipeline(
     head_lr_scale: float,
     seed: int = 0,
     init_tok2vec: Optional[Path] = None,
+    base_rate: Optional[float] = None,
+    constant_rate: bool = False,
 ) -> Tuple[Language, Optimizer, float]:
     """An initialized pipeline, its optimizer and dropout, from the system's
     config; ``init_nlp`` seeds the random generators with ``seed``. With
     ``init_tok2vec`` (``pretrain_tok2vec``'s weights), the tok2vec starts from them."""
-    config = build_config(corpus, name, corpus_dir, transformer, plan_steps, warmup, head_lr_scale, seed)
+    config = build_config(
+        corpus, name, corpus_dir, transformer, plan_steps, warmup, head_lr_scale, seed, base_rate, constant_rate
+    )
     spec = system(corpus, name)
     if spec.pretrain_epochs and init_tok2vec is None:
         raise ValueError(f"{corpus}/{name} starts from a pretrained tok2vec: run pretrain_tok2vec first")
@@ -133,6 +137,7 @@ def train_spacy(
     head_lr_scale: float,
     model_dir: Path,
     infer_batch_size: int,
+    base_rate: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Train to the budget, keep the best dev checkpoint in ``model_dir/best``,
     and score it on test. Returns the training and test figures of a cell."""
@@ -155,6 +160,8 @@ def train_spacy(
         head_lr_scale,
         seed,
         init_tok2vec=init_tok2vec,
+        base_rate=base_rate,
+        constant_rate=budget.constant_rate,
     )
     ner_scale = head_lr_scale if system(corpus, name).kind == "ner" else 1.0
     train_docs = load_docs(corpus_dir / "train.spacy", nlp.vocab)

@@ -16,7 +16,7 @@ from .common import peak_rss_mb, read_json, write_json
 from .docbins import read_meta
 from .provenance import bench_hash, device_name, git_commit, loadavg, machine_info, package_hash
 from .rules import infer_batch_size
-from .specs import MICRO, SPEED, TRAINING_STAGES, CellSpec, setting_scale
+from .specs import MICRO, SPEED, TRAINING_STAGES, CellSpec, setting_rate, setting_scale
 
 
 def transformer_info(path: Optional[str]) -> Optional[Dict[str, Any]]:
@@ -41,7 +41,7 @@ def _training(spec: CellSpec) -> Dict[str, Any]:
     key = spec.key
     corpus = corpus_spec(key.corpus, spec.quick)
     assert spec.budget is not None
-    scale = setting_scale(key.setting)
+    scale, base_rate = setting_scale(key.setting), setting_rate(key.setting)
     model_dir = Path(spec.model_dir)
     if system(key.corpus, key.system).kind == "softmax":
         assert spec.transformer is not None
@@ -54,6 +54,7 @@ def _training(spec: CellSpec) -> Dict[str, Any]:
             scale,
             model_dir,
             infer_batch_size(corpus.name),
+            base_rate,
         )
     else:
         result = train_spacy(
@@ -66,6 +67,7 @@ def _training(spec: CellSpec) -> Dict[str, Any]:
             scale,
             model_dir,
             infer_batch_size(corpus.name),
+            base_rate,
         )
     meta = read_meta(Path(spec.corpus_dir))
     # One number per test sentence, space-separated: compact in the committed JSON.
@@ -73,6 +75,7 @@ def _training(spec: CellSpec) -> Dict[str, Any]:
         if scores is not None:
             scores["sentence_counts"] = {k: " ".join(map(str, v)) for k, v in scores["sentence_counts"].items()}
     result["head_lr_scale"] = scale
+    result["base_rate"] = base_rate  # None: the configs' own
     result["epochs"] = result["words_seen"] / sum(meta["lengths"]["train"])
     result["test_fingerprint"] = meta["info"]["splits"]["test"]["fingerprint"]
     result["data"] = meta["info"]

@@ -14,19 +14,21 @@ import numpy
 import pytest
 from spacy.vocab import Vocab
 
-from bench.cell_plan import MissingGridError, chosen_scales, grid_keys
+from bench.cell_plan import MissingGridError, chosen_settings, grid_keys
 from bench.cells import CellError, CellStore, MixedHashError, load_cells, run_cells
 from bench.provenance import package_hash
 from bench.recorder import TrainingRecorder
 from bench.rules import warmup_steps
-from bench.specs import Budget, BudgetRule, CellKey, CellSpec, CorpusSpec, Limits
+from bench.specs import Budget, BudgetRule, CellKey, CellSpec, CorpusSpec, Limits, setting_rate, setting_scale
 from bench.stats import (
     Counts,
-    choose_scale,
+    choose_point,
     common_threshold,
     excludes_zero,
+    grid_extension,
     hierarchical_bootstrap,
     last_epoch_slope,
+    optimum_sides,
     paired_bootstrap,
     time_to,
 )
@@ -401,13 +403,80 @@ def test_time_to_threshold_takes_the_first_checkpoint_that_reaches_it():
 
 
 def test_learning_rate_grid_picks_the_best_dev_f1_and_breaks_ties_low():
-    assert choose_scale([(1.0, 0.80), (5.0, 0.85), (20.0, 0.84)]) == 5.0
-    assert choose_scale([(20.0, 0.85), (1.0, 0.85), (5.0, 0.70)]) == 1.0
+    assert choose_point({(None, 1.0): 0.80, (None, 5.0): 0.85, (None, 20.0): 0.84}) == (None, 5.0)
+    assert choose_point({(None, 20.0): 0.85, (None, 1.0): 0.85, (None, 5.0): 0.70}) == (None, 1.0)
+    assert choose_point({(1e-4, 5.0): 0.85, (2e-5, 5.0): 0.85, (2e-5, 20.0): 0.85}) == (2e-5, 5.0)
 
 
-def _corpus(scales=(1.0, 20.0), systems=("bilstm_crf", "spacy_ner")) -> CorpusSpec:
+RATES = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4)
+SCALES = (0.2, 1.0, 5.0, 20.0, 50.0, 100.0)
+
+
+def test_the_grid_extends_until_the_best_point_has_a_worse_neighbour_on_every_side():
+    # Dev F1 peaks at (5e-5, x50): a grid of {2e-5, 5e-5, 1e-4} x {1, 5, 20} has its best at the edge, x20.
+    def dev(rate: float, scale: float) -> float:
+        return 0.9 - (numpy.log10(rate / 5e-5)) ** 2 - 0.01 * (numpy.log10(scale / 50.0)) ** 2
+
+    results = {(rate, scale): dev(rate, scale) for rate in (2e-5, 5e-5, 1e-4) for scale in (1.0, 5.0, 20.0)}
+    assert grid_extension(results, RATES, SCALES) == [(5e-5, 50.0)]  # rates both sides tried; the scale above not
+    assert optimum_sides(results, RATES, SCALES) == {
+        "rate below": "worse",
+        "rate above": "worse",
+        "scale below": "worse",
+        "scale above": "untried",
+    }
+    rounds = 0
+    while grid_extension(results, RATES, SCALES):
+        results.update((point, dev(*point)) for point in grid_extension(results, RATES, SCALES))
+        rounds += 1
+    assert rounds == 2 and choose_point(results) == (5e-5, 50.0)  # x50, then its neighbours at 2e-5/1e-4 and x100
+    assert set(optimum_sides(results, RATES, SCALES).values()) == {"worse"}
+    # At a ladder's end the grid stops and says so; without a ladder, the axis is not tuned.
+    edge = {(None, 1.0): 0.7, (None, 5.0): 0.8, (None, 20.0): 0.9}
+    assert grid_extension(edge, (), (1.0, 5.0, 20.0)) == []
+    assert optimum_sides(edge, (), (1.0, 5.0, 20.0)) == {
+        "rate below": "not tuned",
+        "rate above": "not tuned",
+        "scale below": "worse",
+        "scale above": "ladder end",
+    }
+
+
+def _corpus(scales=(1.0, 20.0), systems=("bilstm_crf", "spacy_ner"), **grid: Any) -> CorpusSpec:
     rule = BudgetRule(1.0, 1.0, 1.0)
-    return CorpusSpec("msra", "zh", "characters", Limits(), rule, rule, scales, (0,), 5, 10, 100, grid_systems=systems)
+    return CorpusSpec(
+        "msra", "zh", "characters", Limits(), rule, rule, scales, (0,), 5, 10, 100, grid_systems=systems, **grid
+    )
+
+
+def _put_grid_cell(store: CellStore, key: CellKey, dev_f1: float, package: str = "h") -> None:
+    """A grid cell with only what planning reads (the store's writer would ask for a whole training cell)."""
+    cell = {**_micro_cell(key, package), "head_lr_scale": setting_scale(key.setting), "dev_f1_best": dev_f1}
+    store.path(key).parent.mkdir(parents=True, exist_ok=True)
+    store.path(key).write_text(json.dumps(cell))
+
+
+def test_the_planned_grid_grows_from_its_cells_and_the_main_stage_waits_for_it(tmp_path):
+    corpus = _corpus(
+        scales=(1.0, 5.0), systems=("bilstm_crf",), grid_rates=(5e-5,), rate_ladder=RATES, scale_ladder=SCALES
+    )
+    store = CellStore(tmp_path)
+    first = grid_keys(corpus, store, "h")
+    assert [k.setting for k in first] == ["x1-lr5e-05", "x5-lr5e-05"]
+    for key, f1 in zip(first, (0.80, 0.85)):
+        _put_grid_cell(store, key, f1)
+    grown = grid_keys(corpus, store, "h")  # the best, x5 at 5e-5, needs its neighbours: 2e-5, 1e-4 and x20
+    assert [k.setting for k in grown] == ["x1-lr5e-05", "x5-lr5e-05", "x5-lr2e-05", "x5-lr0.0001", "x20-lr5e-05"]
+    with pytest.raises(MissingGridError, match="msra/grid/bilstm_crf/x5-lr2e-05/seed0"):
+        chosen_settings(corpus, store, "h")
+    for key, f1 in zip(grown[2:], (0.83, 0.84, 0.82)):
+        _put_grid_cell(store, key, f1)
+    # Every side of x5 at 5e-5 is worse: the grid is complete, its keys those it ran.
+    assert sorted(grid_keys(corpus, store, "h")) == sorted(grown)
+    assert chosen_settings(corpus, store, "h")["bilstm_crf"] == "x5-lr5e-05"
+    assert setting_rate("x5-lr5e-05") == 5e-5 and setting_rate("x5") is None and setting_scale("x5-lr5e-05") == 5.0
+    with pytest.raises(ValueError, match="not a learning-rate setting: 'lr5'"):
+        setting_scale("lr5")
 
 
 def test_main_stage_reads_each_systems_choice_from_the_grid_cells(tmp_path):
@@ -428,7 +497,7 @@ def test_main_stage_reads_each_systems_choice_from_the_grid_cells(tmp_path):
             )
         )
     with pytest.raises(MissingGridError, match=keys[-1].cell_id):
-        chosen_scales(corpus, store, "h")
+        chosen_settings(corpus, store, "h")
     last = keys[-1]
     cell = {
         **_micro_cell(last, "h"),
@@ -436,11 +505,11 @@ def test_main_stage_reads_each_systems_choice_from_the_grid_cells(tmp_path):
         "dev_f1_best": f1[last.system, last.setting],
     }
     store.path(last).write_text(json.dumps(cell))
-    chosen = chosen_scales(corpus, store, "h")
-    assert chosen["bilstm_crf"] == 20.0 and chosen["spacy_ner"] == 1.0
-    assert chosen["crf"] == 1.0  # not in this grid: the first scale
+    chosen = chosen_settings(corpus, store, "h")
+    assert chosen["bilstm_crf"] == "x20" and chosen["spacy_ner"] == "x1"
+    assert chosen["crf"] == "x1"  # not in this grid: the first point
     with pytest.raises(MissingGridError):  # grid cells of other package code do not count
-        chosen_scales(corpus, store, "other")
+        chosen_settings(corpus, store, "other")
 
 
 # ---------------------------------------------------------------- training rules
@@ -502,6 +571,27 @@ def test_softmax_follows_the_configs_schedule_with_its_head_scaled():
         assert body == pytest.approx(rates[step]) and head == pytest.approx(20 * rates[step])
         optimizer.step()
         scheduler.step()
+
+
+def test_a_base_rate_and_a_constant_schedule_reach_the_configs_and_the_softmax_rates(tmp_path):
+    from bench.systems import build_config, learn_rates, with_base_rate
+
+    decaying = learn_rates("conll2003", 20, 5, base_rate=1e-4)
+    assert decaying[5] == pytest.approx(1e-4) and decaying[-1] < 1e-5  # the configs' decay, at the new rate
+    constant = learn_rates("conll2003", 20, 5, base_rate=1e-4, constant=True)
+    assert constant[:6] == pytest.approx([0.0, 2e-5, 4e-5, 6e-5, 8e-5, 1e-4]) and constant[5:] == [1e-4] * 15
+    config = build_config("msra", "bilstm_crf", tmp_path, None, 400, 20, 1.0, 0, base_rate=4e-3, constant_rate=True)
+    assert dict(config["training"]["optimizer"]["learn_rate"]) == {
+        "@schedules": "bench.warmup_constant.v1",
+        "warmup_steps": 20,
+        "total_steps": 400,
+        "initial_rate": 4e-3,
+    }
+    as_configured = build_config("msra", "bilstm_crf", tmp_path, None, 400, 20, 1.0, 0)
+    assert as_configured["training"]["optimizer"]["learn_rate"]["@schedules"] == "warmup_linear.v1"
+    assert with_base_rate(0.001, 2e-3) == 2e-3 and with_base_rate(0.001, None) == 0.001
+    with pytest.raises(ValueError, match="cannot set the base rate of the schedule 'compounding.v1'"):
+        with_base_rate({"@schedules": "compounding.v1", "start": 1, "stop": 2}, 1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -678,7 +768,7 @@ def test_report_is_deterministic_and_holds_the_comparisons(tmp_path):
     for entry in aggregate["comparisons"]:
         assert {"a", "b", "corpus", "delta_f1", "ci_low", "ci_high"} <= set(entry)
         assert entry["ci_low"] <= entry["delta_f1"] <= entry["ci_high"]
-    assert aggregate["grid"]["conll2003"]["bilstm_crf"]["chosen"] == 1.0
+    assert aggregate["grid"]["conll2003"]["bilstm_crf"]["chosen"] == "x1"
     page = outputs[0]["b.md"].decode("utf8")
     bilstm_vs_ner = next(c for c in aggregate["comparisons"] if (c["a"], c["b"]) == ("bilstm_crf", "spacy_ner"))
     assert f"{100 * bilstm_vs_ner['ci_low']:+.2f}" in page
@@ -847,9 +937,10 @@ def test_time_to_f1_figure_lists_every_system_and_says_which_missed_the_mark():
 def test_report_says_which_corpus_has_no_grid():
     from bench.report import grid_section
 
-    agg = {"grid": {}, "systems": {"msra": {}, "conll2003": {}}, "provenance": {"quick": False}}
+    agg = {"grid": {"conll2003": {}}, "systems": {"msra": {}, "conll2003": {}}, "provenance": {"quick": False}}
     text = grid_section(agg)
-    assert text.startswith("MSRA Chinese (CNN tok2vec): no grid.") and "CoNLL" not in text
+    assert "MSRA Chinese (CNN tok2vec): no grid cells in this run (the benchmark's plan has one" in text
+    assert "CoNLL-2003 English (all-MiniLM-L6-v2, uncased): no grid cells" not in text
 
 
 def test_report_answers_speed_per_device_and_never_mixes_devices():
