@@ -75,17 +75,7 @@ def paired_bootstrap(
         size = min(250, resamples - start)
         weights = rng.multinomial(n, numpy.full(n, 1.0 / n), size=size)
         deltas.append(mean_f1(a, weights) - mean_f1(b, weights))
-    delta = numpy.concatenate(deltas)
-    tail = (1.0 - confidence) / 2.0
-    return {
-        "delta_f1": float(mean_f1(a)[0] - mean_f1(b)[0]),
-        "ci_low": float(numpy.quantile(delta, tail)),
-        "ci_high": float(numpy.quantile(delta, 1.0 - tail)),
-        "resamples": resamples,
-        "sentences": n,
-        "runs_a": int(a.tp.shape[0]),
-        "runs_b": int(b.tp.shape[0]),
-    }
+    return {**_interval(a, b, numpy.concatenate(deltas), confidence), "sentences": n}
 
 
 def hierarchical_bootstrap(
@@ -119,15 +109,21 @@ def hierarchical_bootstrap(
             per_run = _run_f1(counts, weights)  # (size, runs)
             means.append(numpy.take_along_axis(per_run, drawn, axis=1).mean(axis=1))
         deltas.append(means[0] - means[1])
-    delta = numpy.concatenate(deltas)
+    return {
+        **_interval(a, b, numpy.concatenate(deltas), confidence),
+        "items": "documents" if documents is not None else "sentences",
+        "n_items": n_items,
+    }
+
+
+def _interval(a: Counts, b: Counts, deltas: numpy.ndarray, confidence: float) -> Dict[str, Any]:
+    """The observed difference of mean F1 and the percentile interval of the resampled ``deltas``."""
     tail = (1.0 - confidence) / 2.0
     return {
         "delta_f1": float(mean_f1(a)[0] - mean_f1(b)[0]),
-        "ci_low": float(numpy.quantile(delta, tail)),
-        "ci_high": float(numpy.quantile(delta, 1.0 - tail)),
-        "resamples": resamples,
-        "items": "documents" if documents is not None else "sentences",
-        "n_items": n_items,
+        "ci_low": float(numpy.quantile(deltas, tail)),
+        "ci_high": float(numpy.quantile(deltas, 1.0 - tail)),
+        "resamples": int(deltas.size),
         "runs_a": int(a.tp.shape[0]),
         "runs_b": int(b.tp.shape[0]),
     }
