@@ -11,11 +11,11 @@ interleaved speed cell per corpus and device) and ``micro`` (the CRF alone
 against length, and the heads alone per corpus).
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .cells import CellStore
 from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, CellKey, CorpusSpec, scale_setting, setting_rate, setting_scale
-from .stats import GridPoint, choose_point, grid_extension
+from .stats import GridPoint, choose_point, excludes_zero, grid_extension
 from .systems import ABLATIONS, SYSTEMS, trained_systems
 
 
@@ -97,13 +97,40 @@ def chosen_settings(corpus: CorpusSpec, store: CellStore, package_hash: str) -> 
     return chosen
 
 
-def main_keys(corpus: CorpusSpec, settings: Dict[str, str]) -> List[CellKey]:
+def main_keys(
+    corpus: CorpusSpec,
+    settings: Dict[str, str],
+    store: Optional[CellStore] = None,
+    package_hash: Optional[str] = None,
+) -> List[CellKey]:
+    """Every trained system at its setting on the corpus's seeds; and, once
+    those cells are done (in ``store``, of ``package_hash``), the corpus's
+    ``extra_seeds`` for both systems of each key pair that they leave
+    undecided (``undecided_pairs``)."""
     keys = []
     for name in trained_systems(corpus.name):
         spec = SYSTEMS[corpus.name][name]
         seeds = corpus.seeds[: spec.seeds] if spec.seeds else corpus.seeds
         keys += [CellKey(corpus.name, MAIN, name, settings[name], seed) for seed in seeds]
+    if corpus.extra_seeds and store is not None and package_hash is not None:
+        if all(store.is_done(key, package_hash) for key in keys):
+            for name in sorted({n for pair in undecided_pairs(corpus, keys, store) for n in pair}):
+                keys += [CellKey(corpus.name, MAIN, name, settings[name], seed) for seed in corpus.extra_seeds]
     return keys
+
+
+def undecided_pairs(corpus: CorpusSpec, keys: Sequence[CellKey], store: CellStore) -> List[Tuple[str, str]]:
+    """The key pairs (``KEY_PAIRS``) whose interval over seeds and test items,
+    from the cells of ``keys``, includes 0."""
+    from .aggregate import KEY_PAIRS, comparisons
+
+    main: Dict[str, List[Dict[str, Any]]] = {}
+    for key in keys:
+        cell = store.load(key)
+        if cell is not None:
+            main.setdefault(key.system, []).append(cell)
+    pairs = [(a, b) for a, b in KEY_PAIRS if a in main and b in main]
+    return [(c["a"], c["b"]) for c in comparisons({corpus.name: main}, pairs) if not excludes_zero(c)]
 
 
 def ablation_keys(corpus: CorpusSpec) -> List[CellKey]:
@@ -143,7 +170,7 @@ def planned_keys(
             keys += grid_keys(corpus, store, package_hash)
         if MAIN in stages:
             chosen = (settings or {}).get(corpus.name) or chosen_settings(corpus, store, package_hash)
-            keys += main_keys(corpus, chosen)
+            keys += main_keys(corpus, chosen, store, package_hash)
         if SPEED in stages:
             keys += speed_keys(corpus, device)
         if ABLATION in stages:

@@ -154,8 +154,9 @@ def subprocess_runner(work: Path) -> Callable[[CellSpec], Dict[str, Any]]:
 
     def run(spec: CellSpec) -> Dict[str, Any]:
         stem = work / "tasks" / spec.key.relpath.replace(".json", "")
-        spec_path = write_json(stem.with_suffix(".spec.json"), spec_json(spec))
-        out_path = stem.with_suffix(".cell.json")
+        # Appended, not with_suffix: a setting such as x1-lr0.002 has a dot of its own.
+        spec_path = write_json(stem.parent / f"{stem.name}.spec.json", spec_json(spec))
+        out_path = stem.parent / f"{stem.name}.cell.json"
         out_path.unlink(missing_ok=True)
         env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
         log(f"== {spec.key.cell_id}")

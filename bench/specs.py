@@ -101,6 +101,7 @@ class CorpusSpec:
     grid_rates: Tuple[float, ...] = ()
     rate_ladder: Tuple[float, ...] = ()
     scale_ladder: Tuple[float, ...] = ()
+    extra_seeds: Tuple[int, ...] = ()  # main seeds added for a key pair the corpus's seeds leave undecided
 
     @property
     def has_grid(self) -> bool:

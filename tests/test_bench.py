@@ -449,6 +449,49 @@ def _corpus(scales=(1.0, 20.0), systems=("bilstm_crf", "spacy_ner"), **grid: Any
     )
 
 
+def test_the_main_stage_adds_seeds_for_a_key_pair_its_seeds_leave_undecided(tmp_path):
+    from bench.cell_plan import main_keys
+
+    corpus = _corpus(scales=(1.0,), extra_seeds=(3, 4))
+    store = CellStore(tmp_path)
+    settings = {name: "x1" for name in ("bilstm_crf", "idcnn_crf", "idcnn_strubell", "idcnn_sized", "crf", "spacy_ner")}
+    first = main_keys(corpus, settings, store, "h")
+    assert {k.seed for k in first} == {0} and len(first) == 6  # this corpus has one seed (seed 0)
+    rng = numpy.random.default_rng(9)
+    ease = rng.random(400)
+    # BiLSTM-CRF and IDCNN-CRF alike, spaCy ner far behind: only the first pair is undecided.
+    shares = {"bilstm_crf": 0.85, "idcnn_crf": 0.85, "spacy_ner": 0.5}
+    for key in first:
+        cell = _training_cell("main", key.system, 1.0, key.seed, ease < shares.get(key.system, 0.8), 0.8)
+        cell.update(cell_id=key.cell_id, corpus="msra", setting=key.setting)
+        store.write(cell)
+    keys = main_keys(corpus, settings, store, "h")
+    added = sorted((k.system, k.seed) for k in keys if k.seed in (3, 4))
+    assert added == [("bilstm_crf", 3), ("bilstm_crf", 4), ("idcnn_crf", 3), ("idcnn_crf", 4)]
+    assert main_keys(corpus, settings, store, "other") == first  # cells of other package code decide nothing
+
+
+def test_the_subprocess_runner_keeps_the_task_files_of_settings_with_dots_apart(tmp_path, monkeypatch):
+    import bench.runner as runner_module
+
+    seen = []
+
+    def fake_run(command, cwd, env):
+        spec_path, out_path = command[-2], command[-1]
+        seen.append((spec_path, out_path))
+        Path(out_path).write_text(json.dumps({"from": Path(spec_path).name}))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(runner_module.subprocess, "run", fake_run)
+    run = runner_module.subprocess_runner(tmp_path)
+    results = []
+    for setting in ("x1-lr0.001", "x1-lr0.002"):
+        key = CellKey("msra", "grid", "bilstm_crf", setting, 0)
+        results.append(run(CellSpec(key=key, corpus_dir="c", model_dir="m", transformer=None, threads=1)))
+    assert [r["from"] for r in results] == ["x1-lr0.001-seed0.spec.json", "x1-lr0.002-seed0.spec.json"]
+    assert len({path for pair in seen for path in pair}) == 4
+
+
 def _put_grid_cell(store: CellStore, key: CellKey, dev_f1: float, package: str = "h") -> None:
     """A grid cell with only what planning reads (the store's writer would ask for a whole training cell)."""
     cell = {**_micro_cell(key, package), "head_lr_scale": setting_scale(key.setting), "dev_f1_best": dev_f1}
