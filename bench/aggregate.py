@@ -326,30 +326,21 @@ def speed_summary(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
     out: Dict[str, Dict[str, Any]] = {}
     for cell in _by(cells, SPEED):
         training, inference = cell["training"], cell["inference"]["systems"]
-        pair = {}
-        if "bilstm_crf" in training and "idcnn_crf" in training:
-            pair["train"] = _ratio_spread(
-                _rounds(training["idcnn_crf"], "train_words_per_s"),
-                _rounds(training["bilstm_crf"], "train_words_per_s"),
-            )
-            pair["infer"] = _ratio_spread(
-                _rounds(inference["idcnn_crf"], "infer_words_per_s"),
-                _rounds(inference["bilstm_crf"], "infer_words_per_s"),
-            )
-        reference = "bilstm_crf"
         over_bilstm = {
             name: {
                 "train": _ratio_spread(
                     _rounds(training.get(name, {}), "train_words_per_s"),
-                    _rounds(training.get(reference, {}), "train_words_per_s"),
+                    _rounds(training.get("bilstm_crf", {}), "train_words_per_s"),
                 ),
                 "infer": _ratio_spread(
                     _rounds(inference.get(name, {}), "infer_words_per_s"),
-                    _rounds(inference.get(reference, {}), "infer_words_per_s"),
+                    _rounds(inference.get("bilstm_crf", {}), "infer_words_per_s"),
                 ),
             }
             for name in sorted(set(training) | set(inference))
         }
+        both = "bilstm_crf" in training and "idcnn_crf" in training
+        pair = over_bilstm["idcnn_crf"] if both else {}
         out.setdefault(cell["device"], {})[cell["corpus"]] = {
             "over_bilstm": over_bilstm,
             "device_name": cell["device_name"],

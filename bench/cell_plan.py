@@ -40,22 +40,18 @@ def grid_keys(
     if not corpus.has_grid:
         return []
     results = grid_results(corpus, store, package_hash) if store is not None and package_hash else {}
+    first = [setting_of(point) for point in corpus.grid_points()]
     keys = []
     for name in grid_systems(corpus):
-        points = corpus.grid_points()
         tried = results.get(name, {})
-        # Points an earlier round added, then the neighbours the best point still lacks.
-        points += sorted(
-            (p for p in tried if not _has(dict.fromkeys(points, 0.0), p)), key=lambda p: (p[0] or 0.0, p[1])
-        )
-        if all(_has(tried, point) for point in points):
-            points += grid_extension(tried, corpus.rate_ladder, corpus.scale_ladder)
-        keys += [CellKey(corpus.name, GRID, name, scale_setting(scale, rate), 0) for rate, scale in points]
+        done = {setting_of(point) for point in tried}
+        # The first points, those an earlier round added, then the neighbours the best point still lacks.
+        settings = first + [setting_of(p) for p in sorted(tried, key=lambda p: (p[0] or 0.0, p[1]))]
+        settings = list(dict.fromkeys(settings))
+        if done >= set(first):
+            settings += [setting_of(p) for p in grid_extension(tried, corpus.rate_ladder, corpus.scale_ladder)]
+        keys += [CellKey(corpus.name, GRID, name, setting, 0) for setting in settings]
     return keys
-
-
-def _has(results: Dict[GridPoint, float], point: GridPoint) -> bool:
-    return any(setting_of(key) == setting_of(point) for key in results)
 
 
 def setting_of(point: GridPoint) -> str:
@@ -81,8 +77,7 @@ def chosen_settings(corpus: CorpusSpec, store: CellStore, package_hash: str) -> 
     ``x20-lr5e-05``): its grid's best point once the grid is complete, or
     the corpus's first point when it has no grid (or the system is not in a
     ``--quick`` grid). Raises ``MissingGridError`` naming the cells to run."""
-    rate, scale = corpus.grid_points()[0]
-    default = scale_setting(scale, rate)
+    default = setting_of(corpus.grid_points()[0])
     chosen = {name: default for name in trained_systems(corpus.name)}
     if not corpus.has_grid:
         return chosen

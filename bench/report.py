@@ -65,11 +65,6 @@ def verdict(entry: Dict[str, Any]) -> str:
     return f"no difference detected at {seeds} seed{'s' if seeds != 1 else ''} (the interval includes 0)"
 
 
-def items_label(entry: Dict[str, Any]) -> str:
-    """What the interval resampled: "seeds × documents" or "seeds × sentences"."""
-    return f"seeds × {entry['items']}"
-
-
 def comparison_line(entry: Dict[str, Any]) -> str:
     items = entry["items"]
     tested = f"{entry['sentences']:,} test sentences" + (
@@ -91,7 +86,7 @@ def comparison_rows(comps: Sequence[Dict[str, Any]]) -> List[Tuple[Any, ...]]:
             f"`{c['b']}`",
             f"{100 * c['delta_f1']:+.2f}",
             f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]",
-            items_label(c),
+            f"seeds × {c['items']}",
             f"[{100 * c['sentence_ci_low']:+.2f}, {100 * c['sentence_ci_high']:+.2f}]",
             f"{c['runs_a']} / {c['runs_b']}",
             "yes" if excludes_zero(c) else "no",
