@@ -199,13 +199,14 @@ def time_race(
     corpus: str, threshold: Optional[float], mark: str, tb: Dict[str, Any], ti: Dict[str, Any]
 ) -> Optional[str]:
     """Which of BiLSTM-CRF (``tb``) and IDCNN-CRF (``ti``) reaches dev F1
-    ``threshold`` sooner, with each one's mean and seed range."""
+    ``threshold`` sooner, with each one's mean and seed range; a winner only
+    where the seed ranges do not overlap."""
     sb, si = tb.get("train_seconds", {}), ti.get("train_seconds", {})
     if threshold is None or sb.get("mean") is None or si.get("mean") is None:
         return None
     target = f"dev F1 {pct(threshold, 1)} ({mark})"
-    if si["mean"] == sb["mean"]:
-        lead = f"both reach {target} after the same time"
+    if ranges_overlap(sb, si):
+        lead = f"no difference detected in the time to {target} (the seeds' ranges overlap)"
     else:
         faster = "IDCNN-CRF" if si["mean"] < sb["mean"] else "BiLSTM-CRF"
         lead = f"**{faster}** reaches {target} sooner"
@@ -924,6 +925,11 @@ def _f1_cell(agg: Agg, corpus: str, name: str) -> str:
     )
 
 
+def ranges_overlap(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    """Whether two spreads over seeds (``min``, ``max``) overlap."""
+    return bool(a["min"] <= b["max"] and b["min"] <= a["max"])
+
+
 def _time_cell(agg: Agg, corpus: str, name: str) -> str:
     summary = agg["systems"].get(corpus, {}).get(name)
     common = (summary or {}).get("to_common")
@@ -936,10 +942,7 @@ def _time_cell(agg: Agg, corpus: str, name: str) -> str:
     reference = agg["systems"][corpus].get("bilstm_crf", {}).get("to_common")
     if name == "bilstm_crf" or not reference or reference["reached"] < reference["runs"]:
         return text
-    overlap = (
-        seconds["min"] <= reference["train_seconds"]["max"] and reference["train_seconds"]["min"] <= seconds["max"]
-    )
-    return f"≈ {text}" if overlap else text
+    return f"≈ {text}" if ranges_overlap(seconds, reference["train_seconds"]) else text
 
 
 def _speed_cell(agg: Agg, device: str, corpus: str, name: str) -> str:
