@@ -13,6 +13,7 @@ classifier is a parameter group at ``head_lr_scale`` times the rate.
 """
 
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -96,9 +97,7 @@ def decode_tags(scores: Sequence[numpy.ndarray], id2tag: Sequence[str], decoding
     if decoding != "constrained":
         raise ValueError(f"unknown decoding {decoding!r}: expected 'argmax' or 'constrained'")
     num_tags = len(id2tag)
-    transitions, start, end = allowed_transitions(list(id2tag), "BIO")
-    zeros = numpy.zeros((num_tags, num_tags), dtype="float32")
-    crf = NumpyCRF(zeros, zeros[0], zeros[0], transitions, start, end)
+    crf = _valid_sequences(tuple(id2tag))
     length = max((len(sentence) for sentence in scores), default=0)
     emissions = numpy.zeros((len(scores), length, num_tags), dtype="float32")  # (B, T, K)
     mask = numpy.zeros((len(scores), length), dtype=bool)  # (B, T)
@@ -107,6 +106,14 @@ def decode_tags(scores: Sequence[numpy.ndarray], id2tag: Sequence[str], decoding
         mask[row, : len(sentence)] = True
     best, _ = crf.decode(emissions, mask)  # (B, T)
     return [[id2tag[int(tag)] for tag in best[row, : len(sentence)]] for row, sentence in enumerate(scores)]
+
+
+@lru_cache(maxsize=8)
+def _valid_sequences(id2tag: Tuple[str, ...]) -> NumpyCRF:
+    """A CRF that scores every transition 0 and allows only valid IOB2 ones (built once per tag set)."""
+    transitions, start, end = allowed_transitions(list(id2tag), "BIO")
+    zeros = numpy.zeros((len(id2tag), len(id2tag)), dtype="float32")
+    return NumpyCRF(zeros, zeros[0], zeros[0], transitions, start, end)
 
 
 def predict_tags(
