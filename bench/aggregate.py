@@ -419,6 +419,19 @@ def budgets(cells: Sequence[Cell]) -> Dict[str, Dict[str, Any]]:
     return out
 
 
+def token_features(cells: Sequence[Cell]) -> Dict[str, List[str]]:
+    """Per corpus: the embedding layers of the CPU tok2vec that its grid and main
+    cells ran (``CharNgramEmbed``), where the cells record their tok2vec; the
+    transformer of a transformer corpus is named in the provenance instead."""
+    out: Dict[str, set] = {}
+    for cell in cells:
+        embed = ((cell.get("config") or {}).get("tok2vec") or {}).get("embed") or {}
+        name = embed.get("@architectures")
+        if cell["stage"] in (GRID, MAIN) and isinstance(name, str):
+            out.setdefault(cell["corpus"], set()).add(name.split(".")[-2] if name.count(".") >= 2 else name)
+    return {corpus: sorted(names) for corpus, names in sorted(out.items())}
+
+
 # Encoders known by the sha256 of their weights file: what they are exactly,
 # where a config's ``_name_or_path`` names only what they were fine-tuned from.
 KNOWN_WEIGHTS = {
@@ -486,6 +499,7 @@ def aggregate(cells: Sequence[Cell]) -> Dict[str, Any]:
         "provenance": {**provenance(cells), "ignored_main_cells": ignored},
         "grid": grid,
         "budgets": budgets(cells),
+        "token_features": token_features(cells),
         "systems": systems,
         "common_threshold": thresholds,
         "head_to_head": head_to_head(main),

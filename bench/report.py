@@ -16,9 +16,18 @@ from .specs import setting_rate, setting_scale
 from .stats import excludes_zero
 from .systems import SYSTEMS
 
+Agg = Dict[str, Any]
+
 CORPUS_NAMES = {"conll2003": "CoNLL-2003 English (all-MiniLM-L6-v2, uncased)", "msra": "MSRA Chinese (CNN tok2vec)"}
 
-Agg = Dict[str, Any]
+
+def corpus_name(agg: Agg, corpus: str) -> str:
+    """The corpus and its encoder as figures are quoted: ``MSRA Chinese
+    (CharNgramEmbed + CNN tok2vec)`` where the cells record their embedding layer."""
+    features = (agg.get("token_features") or {}).get(corpus)
+    if corpus == "msra" and features:
+        return f"MSRA Chinese ({' / '.join(features)} + CNN tok2vec)"
+    return CORPUS_NAMES.get(corpus, corpus)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -121,15 +130,15 @@ def answers(agg: Agg) -> List[str]:
         ):
             entry = _comparison(agg, corpus, a, b)
             if entry:
-                accuracy.append(f"- {CORPUS_NAMES.get(corpus, corpus)}: {comparison_line(entry)}.")
+                accuracy.append(f"- {corpus_name(agg, corpus)}: {comparison_line(entry)}.")
     training = [
-        f"- {CORPUS_NAMES.get(corpus, corpus)}: {trains_faster(agg, corpus, systems)}"
+        f"- {corpus_name(agg, corpus)}: {trains_faster(agg, corpus, systems)}"
         for corpus, systems in agg["systems"].items()
     ]
     inference = []
     for device, corpora in sorted(agg["speed"].items()):
         for corpus, entry in sorted(corpora.items()):
-            where = f"{CORPUS_NAMES.get(corpus, corpus)}, {device_text(device, entry)}"
+            where = f"{corpus_name(agg, corpus)}, {device_text(device, entry)}"
             pairs = entry["idcnn_over_bilstm"]
             train, infer = pairs.get("train"), pairs.get("infer")
             # the CPU's training ratio is part of trains_faster's sentence, beside the time to F1
@@ -252,7 +261,7 @@ def grid_section(agg: Agg) -> str:
             + ["chosen", "beside the chosen point", f"training {UNITS[corpus]}", "dev sentences"]
         )
         parts.append(
-            f"{CORPUS_NAMES.get(corpus, corpus)}, seed 0. Settings: `xH` is the head learning rate at H times the "
+            f"{corpus_name(agg, corpus)}, seed 0. Settings: `xH` is the head learning rate at H times the "
             "base rate, `-lrR` the base (transformer) rate R (none: the configs' own). The grid starts at the same "
             "points for every system and grows along the rate and scale ladders until the chosen point has a worse "
             "neighbour on each side; the column beside it says what is there (a ladder's end, or an axis not "
@@ -262,7 +271,7 @@ def grid_section(agg: Agg) -> str:
         if corpus not in agg["grid"]:
             planned = corpus_spec(corpus, agg["provenance"]["quick"]).has_grid
             parts.append(
-                f"{CORPUS_NAMES.get(corpus, corpus)}: no grid cells in this run"
+                f"{corpus_name(agg, corpus)}: no grid cells in this run"
                 + (" (the benchmark's plan has one; these cells predate it)" if planned else "")
                 + ". Every system learnt at its config's one rate (x1)."
             )
@@ -626,7 +635,7 @@ def setup_section(agg: Agg) -> str:
         main, grid = b.get("main"), b.get("grid")
         if main:
             lines.append(
-                f"- {CORPUS_NAMES.get(corpus, corpus)} (one epoch = {num(b['epoch_words'])} {unit}): main budget at "
+                f"- {corpus_name(agg, corpus)} (one epoch = {num(b['epoch_words'])} {unit}): main budget at "
                 f"least {num(main['min_words'])} {unit} and until dev F1 has not improved for {main['patience']:.0%} "
                 f"of the {unit} seen, at most {num(main['max_words'])}; dev F1 every {num(main['eval_every'])} {unit} "
                 f"on {num(b['dev_sentences'])} dev sentences; test F1 of the best dev checkpoint on "
@@ -635,7 +644,7 @@ def setup_section(agg: Agg) -> str:
             )
         if grid:
             lines.append(
-                f"- {CORPUS_NAMES.get(corpus, corpus)} grid: {num(grid['min_words'])} {unit}, seed 0, warm-up "
+                f"- {corpus_name(agg, corpus)} grid: {num(grid['min_words'])} {unit}, seed 0, warm-up "
                 f"{', '.join(map(str, b['grid_warmup']))} steps of {', '.join(map(str, b['grid_total_steps']))}."
             )
     lines += [
@@ -694,7 +703,7 @@ def render(agg: Agg, md_path: Path, img_dir: Path) -> List[Path]:
     parts += ["## Head learning-rate grid", "", grid_section(agg), ""]
     for corpus in agg["systems"]:
         parts += [
-            f"## {CORPUS_NAMES.get(corpus, corpus)}",
+            f"## {corpus_name(agg, corpus)}",
             "",
             "### Accuracy (test)",
             "",
@@ -962,7 +971,7 @@ def summary_table(agg: Agg) -> str:
     rows: List[List[str]] = []
     for corpus in ("conll2003", "msra"):
         if corpus in agg["systems"]:
-            rows.append([f"test F1, {CORPUS_NAMES[corpus]}"] + [_f1_cell(agg, corpus, n) for n in TABLE_SYSTEMS])
+            rows.append([f"test F1, {corpus_name(agg, corpus)}"] + [_f1_cell(agg, corpus, n) for n in TABLE_SYSTEMS])
     for corpus in ("conll2003", "msra"):
         mark = agg.get("common_threshold", {}).get(corpus)
         if mark is not None:

@@ -820,6 +820,27 @@ def test_report_is_deterministic_and_holds_the_comparisons(tmp_path):
     assert target["met"] is (bilstm_vs_ner["ci_low"] > 0)
 
 
+def test_the_chinese_features_are_named_from_what_the_grid_and_main_cells_record():
+    from bench.aggregate import token_features
+    from bench.report import corpus_name
+
+    def msra_cell(stage: str, embed: Optional[str]) -> Dict[str, Any]:
+        cell = {**_training_cell(stage, "bilstm_crf", 1.0, 0, numpy.ones(4, dtype=bool), 0.9), "corpus": "msra"}
+        if embed is not None:
+            cell["config"] = {"grad_clip": 1.0, "tok2vec": {"embed": {"@architectures": embed}}}
+        return cell
+
+    ngram = "spacy-bilstm-crf.CharNgramEmbed.v1"
+    cells = [msra_cell("main", ngram), msra_cell("grid", ngram), msra_cell("ablation", "spacy.MultiHashEmbed.v2")]
+    agg = {"token_features": token_features(cells)}
+    assert agg["token_features"] == {"msra": ["CharNgramEmbed"]}  # the ablation's rows are not the corpus's features
+    assert corpus_name(agg, "msra") == "MSRA Chinese (CharNgramEmbed + CNN tok2vec)"
+    # cells of the first run did not record their tok2vec: the page names no features it cannot show
+    assert token_features([msra_cell("main", None)]) == {}
+    assert corpus_name({}, "msra") == "MSRA Chinese (CNN tok2vec)"
+    assert corpus_name(agg, "conll2003") == "CoNLL-2003 English (all-MiniLM-L6-v2, uncased)"
+
+
 def test_comparisons_recompute_the_seed_and_document_interval_from_the_cells_and_claim_only_outside_zero():
     from bench.aggregate import comparisons
     from bench.report import comparison_line
