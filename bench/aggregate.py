@@ -4,7 +4,8 @@ device, the CPU ratios of issue 12 and the targets. Everything here is a
 function of the cells alone (no clock, no machine state), so two
 aggregations of the same cells are identical."""
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import re
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from .budgets import corpus_spec
 from .specs import ABLATION, GRID, MAIN, MICRO, SPEED, scale_setting, setting_rate, setting_scale
@@ -423,12 +424,13 @@ def token_features(cells: Sequence[Cell]) -> Dict[str, List[str]]:
     """Per corpus: the embedding layers of the CPU tok2vec that its grid and main
     cells ran (``CharNgramEmbed``), where the cells record their tok2vec; the
     transformer of a transformer corpus is named in the provenance instead."""
-    out: Dict[str, set] = {}
+    out: Dict[str, Set[str]] = {}
     for cell in cells:
         embed = ((cell.get("config") or {}).get("tok2vec") or {}).get("embed") or {}
         name = embed.get("@architectures")
         if cell["stage"] in (GRID, MAIN) and isinstance(name, str):
-            out.setdefault(cell["corpus"], set()).add(name.split(".")[-2] if name.count(".") >= 2 else name)
+            # a registered name without its namespace and version: "CharNgramEmbed"
+            out.setdefault(cell["corpus"], set()).add(re.sub(r"^[\w-]+\.|\.v\d+$", "", name))
     return {corpus: sorted(names) for corpus, names in sorted(out.items())}
 
 

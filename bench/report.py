@@ -18,16 +18,19 @@ from .systems import SYSTEMS
 
 Agg = Dict[str, Any]
 
-CORPUS_NAMES = {"conll2003": "CoNLL-2003 English (all-MiniLM-L6-v2, uncased)", "msra": "MSRA Chinese (CNN tok2vec)"}
+# Each corpus and the encoder its figures come from.
+CORPUS_NAMES = {
+    "conll2003": ("CoNLL-2003 English", "all-MiniLM-L6-v2, uncased"),
+    "msra": ("MSRA Chinese", "CNN tok2vec"),
+}
 
 
 def corpus_name(agg: Agg, corpus: str) -> str:
-    """The corpus and its encoder as figures are quoted: ``MSRA Chinese
-    (CharNgramEmbed + CNN tok2vec)`` where the cells record their embedding layer."""
-    features = (agg.get("token_features") or {}).get(corpus)
-    if corpus == "msra" and features:
-        return f"MSRA Chinese ({' / '.join(features)} + CNN tok2vec)"
-    return CORPUS_NAMES.get(corpus, corpus)
+    """The corpus and its encoder as figures are quoted, with the embedding
+    layers its cells record: ``MSRA Chinese (CharNgramEmbed + CNN tok2vec)``."""
+    name, encoder = CORPUS_NAMES.get(corpus, (corpus, ""))
+    parts = [*(agg.get("token_features") or {}).get(corpus, []), encoder]
+    return f"{name} ({' + '.join(p for p in parts if p)})" if any(parts) else name
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
