@@ -35,6 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT = 240
 # With this set to 0, Ray takes 127.0.0.1 as the node address instead of the machine's network address.
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# The niceness of the local cluster's workers (Ray's default: 15).
+NICENESS = "RAY_worker_niceness"
 
 PEOPLE = ["Alice", "Bob", "Carol", "Dave"]
 CITIES = ["Paris", "London", "Berlin"]
@@ -145,10 +147,14 @@ def ray_cluster() -> Iterator[str]:
     subprocesses inherit."""
     if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray is not installed (the ray extra)")
-    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", LOOPBACK_ONLY)}
+    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", LOOPBACK_ONLY, NICENESS)}
     # Before importing ray: it reads the token once. The cluster, and the
-    # annotate processes that join it, use loopback addresses only.
-    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), LOOPBACK_ONLY: "0"})
+    # annotate processes that join it, use loopback addresses only. Its
+    # workers run at the tests' own priority: at Ray's default, niceness 15,
+    # other work on the machine leaves them a few percent of a core.
+    os.environ.update(
+        {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), LOOPBACK_ONLY: "0", NICENESS: "0"}
+    )
     import ray
 
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit
