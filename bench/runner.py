@@ -228,15 +228,18 @@ def plan(args: argparse.Namespace) -> int:
     totals = [0.0, 0.0]
     unknown = 0
     for stage in (s for s in STAGES if s in ctx.stages):
-        try:
-            keys = planned_keys(ctx.corpora, (stage,), ctx.store, ctx.package_hash, ctx.device)
-        except MissingGridError:
-            # Before the grid has run: every system at each setting is possible; show the first.
-            settings = {
-                c.name: {n: setting_of(c.grid_points()[0]) for n in trained_systems(c.name)} for c in ctx.corpora
-            }
-            keys = planned_keys(ctx.corpora, (stage,), ctx.store, ctx.package_hash, ctx.device, settings)
-            print(f"# {stage}: the grid's choices are not known yet; settings shown are placeholders")
+        # A corpus whose grid is not complete: every system at each setting is
+        # possible; show the first. The others show their grid's choices.
+        settings: Dict[str, Dict[str, str]] = {}
+        if stage == MAIN:
+            for spec in ctx.corpora:
+                try:
+                    settings[spec.name] = chosen_settings(spec, ctx.store, ctx.package_hash)
+                except MissingGridError:
+                    first = setting_of(spec.grid_points()[0])
+                    settings[spec.name] = {n: first for n in trained_systems(spec.name)}
+                    print(f"# {stage}: {spec.name}'s grid is not complete; settings shown are placeholders")
+        keys = planned_keys(ctx.corpora, (stage,), ctx.store, ctx.package_hash, ctx.device, settings)
         for key in select(keys, args.cells):
             cell = ctx.store.load(key)
             status = "todo" if cell is None else ("done" if cell.get("package_hash") == ctx.package_hash else "stale")

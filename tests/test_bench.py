@@ -522,6 +522,31 @@ def test_the_planned_grid_grows_from_its_cells_and_the_main_stage_waits_for_it(t
         setting_scale("lr5")
 
 
+def test_plan_shows_placeholders_only_for_the_corpus_whose_grid_is_not_complete(tmp_path, capsys):
+    """``bench plan --stage main`` over two corpora: MSRA's grid complete (its
+    rates peak at 2e-3), CoNLL's not run: MSRA's main cells are at the grid's
+    choice, only CoNLL's are placeholders."""
+    from bench.__main__ import main as bench_main
+    from bench.budgets import corpus_spec
+
+    msra = corpus_spec("msra", False)
+    store = CellStore(tmp_path / "cells")
+    package = package_hash()
+    while True:  # the grid grows until each best point has worse neighbours
+        missing = [key for key in grid_keys(msra, store, package) if not store.is_done(key, package)]
+        if not missing:
+            break
+        for key in missing:
+            _put_grid_cell(store, key, 0.8 - abs(numpy.log2((setting_rate(key.setting) or 1e-3) / 2e-3)) / 100, package)
+    assert bench_main(["plan", "--stage", "main", "--corpora", "conll2003,msra", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line for line in printed if line.startswith("#")] == [
+        "# main: conll2003's grid is not complete; settings shown are placeholders"
+    ]
+    msra_main = [line.split()[1] for line in printed if line.split()[1:2] and line.split()[1].startswith("msra/")]
+    assert msra_main and all("/x1-lr0.002/" in cell_id for cell_id in msra_main), msra_main
+
+
 def test_main_stage_reads_each_systems_choice_from_the_grid_cells(tmp_path):
     corpus = _corpus()
     store = CellStore(tmp_path)
