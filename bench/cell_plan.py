@@ -72,13 +72,18 @@ def grid_results(
     return out
 
 
+def first_point_settings(corpus: CorpusSpec) -> Dict[str, str]:
+    """Each trained system at the corpus's first grid point."""
+    first = setting_of(corpus.grid_points()[0])
+    return {name: first for name in trained_systems(corpus.name)}
+
+
 def chosen_settings(corpus: CorpusSpec, store: CellStore, package_hash: str) -> Dict[str, str]:
     """Each trained system's learning-rate setting (``x20`` or
     ``x20-lr5e-05``): its grid's best point once the grid is complete, or
     the corpus's first point when it has no grid (or the system is not in a
     ``--quick`` grid). Raises ``MissingGridError`` naming the cells to run."""
-    default = setting_of(corpus.grid_points()[0])
-    chosen = {name: default for name in trained_systems(corpus.name)}
+    chosen = first_point_settings(corpus)
     if not corpus.has_grid:
         return chosen
     missing = [key.cell_id for key in grid_keys(corpus, store, package_hash) if not store.is_done(key, package_hash)]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .budgets import corpus_spec
-from .cell_plan import MissingGridError, chosen_settings, planned_keys, setting_of
+from .cell_plan import MissingGridError, chosen_settings, first_point_settings, planned_keys
 from .cells import CellError, CellStore, run_cells, select, spec_json
 from .common import CELLS, DEFAULT_DATA, REPO, log, read_json, write_json
 from .docbins import prepare_corpus, read_meta
@@ -236,8 +236,7 @@ def plan(args: argparse.Namespace) -> int:
                 try:
                     settings[spec.name] = chosen_settings(spec, ctx.store, ctx.package_hash)
                 except MissingGridError:
-                    first = setting_of(spec.grid_points()[0])
-                    settings[spec.name] = {n: first for n in trained_systems(spec.name)}
+                    settings[spec.name] = first_point_settings(spec)
                     print(f"# {stage}: {spec.name}'s grid is not complete; settings shown are placeholders")
         keys = planned_keys(ctx.corpora, (stage,), ctx.store, ctx.package_hash, ctx.device, settings)
         for key in select(keys, args.cells):

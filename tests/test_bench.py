@@ -537,14 +537,15 @@ def test_plan_shows_placeholders_only_for_the_corpus_whose_grid_is_not_complete(
         if not missing:
             break
         for key in missing:
-            _put_grid_cell(store, key, 0.8 - abs(numpy.log2((setting_rate(key.setting) or 1e-3) / 2e-3)) / 100, package)
+            _put_grid_cell(store, key, 0.8 - abs(numpy.log2(setting_rate(key.setting) / 2e-3)) / 100, package)
     assert bench_main(["plan", "--stage", "main", "--corpora", "conll2003,msra", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert [line for line in printed if line.startswith("#")] == [
         "# main: conll2003's grid is not complete; settings shown are placeholders"
     ]
-    msra_main = [line.split()[1] for line in printed if line.split()[1:2] and line.split()[1].startswith("msra/")]
-    assert msra_main and all("/x1-lr0.002/" in cell_id for cell_id in msra_main), msra_main
+    cells = [line.split()[1] for line in printed if line.split()[0] in ("todo", "done", "stale")]
+    msra_main = [cell_id for cell_id in cells if cell_id.startswith("msra/main/")]
+    assert len(msra_main) == 14 and all("/x1-lr0.002/" in cell_id for cell_id in msra_main), msra_main
 
 
 def test_main_stage_reads_each_systems_choice_from_the_grid_cells(tmp_path):
