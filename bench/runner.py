@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .budgets import corpus_spec
 from .cell_plan import MissingGridError, chosen_settings, first_point_settings, planned_keys
@@ -33,6 +34,7 @@ from .systems import SYSTEMS, trained_systems
 
 DEFAULT_WORK = REPO / "bench" / "work"
 MAX_GRID_ROUNDS = 12  # rounds of grid extension before the run stops extending (each adds at most 4 cells a system)
+MAIN_ROUNDS = 2  # the main stage's extra seeds are planned from the cells of its first seeds
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +102,19 @@ class Context:
                 raise SystemExit("CoNLL needs --transformer DIR (e.g. ../shared/bin/get-minilm /tmp/minilm)")
             if self.transformer is not None:
                 self.transformer = str(Path(self.transformer).resolve())
+
+    def plan(self, stage: str, patterns: Optional[Sequence[str]]) -> Tuple[List[CellKey], List[str]]:
+        """The stage's cells (matching ``patterns``) as planned from the cells
+        there are now, and why a corpus has none (its grid is not complete)."""
+        keys: List[CellKey] = []
+        errors: List[str] = []
+        for corpora in [[c] for c in self.corpora] if stage != MICRO else [self.corpora]:
+            try:
+                keys += planned_keys(corpora, (stage,), self.store, self.package_hash, self.device)
+            except MissingGridError as exc:
+                log(str(exc))
+                errors.append(str(exc))
+        return select(keys, patterns), errors
 
     def corpus_dir(self, name: str) -> Path:
         return self.work / "corpora" / name
@@ -175,28 +190,43 @@ def in_process_runner(spec: CellSpec) -> Dict[str, Any]:
     return run_cell(spec)
 
 
+def stage_rounds(stage: str) -> int:
+    """How often ``run`` plans a stage: the grid's extension and the main
+    stage's extra seeds depend on the cells the stage already has."""
+    return {GRID: MAX_GRID_ROUNDS, MAIN: MAIN_ROUNDS}.get(stage, 1)
+
+
+def run_stage(
+    stage: str,
+    plan: Callable[[], Tuple[List[CellKey], List[str]]],
+    run_keys: Callable[[List[CellKey]], Dict[str, List[str]]],
+) -> List[str]:
+    """Plan and run ``stage`` round by round (``stage_rounds``) until a round
+    runs nothing new or a cell fails; returns the failures."""
+    failures: List[str] = []
+    for _ in range(stage_rounds(stage)):
+        keys, errors = plan()
+        failures += errors
+        done = run_keys(keys)
+        log(f"{stage}: ran {len(done['ran'])}, skipped {len(done['skipped'])} (done), failed {len(done['failed'])}")
+        failures += done["failed"]
+        if not done["ran"] or done["failed"]:
+            break
+    return failures
+
+
 def run(args: argparse.Namespace) -> int:
     ctx = Context(args)
     log(f"{'quick' if ctx.quick else 'full'} run: cells in {ctx.store.root}, package {ctx.package_hash[:12]}")
     isolate = not ctx.quick if args.isolate is None else args.isolate
     runner = subprocess_runner(ctx.work) if isolate else in_process_runner
+
+    def run_keys(keys: List[CellKey]) -> Dict[str, List[str]]:
+        return run_cells([ctx.spec(k) for k in keys], ctx.store, ctx.package_hash, runner)
+
     failures: List[str] = []
     for stage in (s for s in STAGES if s in ctx.stages):
-        # The grid is planned again after each round: its extension depends on the cells it has.
-        for _ in range(MAX_GRID_ROUNDS if stage == GRID else 1):
-            keys: List[CellKey] = []
-            for corpora in [[c] for c in ctx.corpora] if stage != MICRO else [ctx.corpora]:
-                try:
-                    keys += planned_keys(corpora, (stage,), ctx.store, ctx.package_hash, ctx.device)
-                except MissingGridError as exc:
-                    log(str(exc))
-                    failures.append(str(exc))
-            keys = select(keys, args.cells)
-            done = run_cells([ctx.spec(k) for k in keys], ctx.store, ctx.package_hash, runner)
-            log(f"{stage}: ran {len(done['ran'])}, skipped {len(done['skipped'])} (done), failed {len(done['failed'])}")
-            failures += done["failed"]
-            if not done["ran"] or done["failed"]:
-                break
+        failures += run_stage(stage, partial(ctx.plan, stage, args.cells), run_keys)
     if ctx.quick:
         from .report import write_report
 

@@ -471,6 +471,38 @@ def test_the_main_stage_adds_seeds_for_a_key_pair_its_seeds_leave_undecided(tmp_
     assert main_keys(corpus, settings, store, "other") == first  # cells of other package code decide nothing
 
 
+def test_one_run_of_the_main_stage_also_runs_the_extra_seeds_its_first_seeds_call_for(tmp_path):
+    from bench.cell_plan import main_keys
+    from bench.runner import run_stage
+
+    corpus = _corpus(scales=(1.0,), extra_seeds=(3, 4))
+    store = CellStore(tmp_path)
+    settings = {name: "x1" for name in ("bilstm_crf", "idcnn_crf", "idcnn_strubell", "idcnn_sized", "crf", "spacy_ner")}
+    ease = numpy.random.default_rng(9).random(400)
+    shares = {"bilstm_crf": 0.85, "idcnn_crf": 0.85, "spacy_ner": 0.5}  # only BiLSTM-CRF vs IDCNN-CRF undecided
+    trained: List[Tuple[str, int]] = []
+
+    def train(spec: CellSpec) -> Dict[str, Any]:
+        key = spec.key
+        trained.append((key.system, key.seed))
+        cell = _training_cell("main", key.system, 1.0, key.seed, ease < shares.get(key.system, 0.8), 0.8)
+        cell.update(cell_id=key.cell_id, corpus="msra", setting=key.setting)
+        return cell
+
+    def plan() -> Tuple[List[CellKey], List[str]]:
+        return main_keys(corpus, settings, store, "h"), []
+
+    def run_keys(keys: List[CellKey]) -> Dict[str, List[str]]:
+        specs = [CellSpec(key=k, corpus_dir="c", model_dir="m", transformer=None, threads=1) for k in keys]
+        return run_cells(specs, store, "h", train)
+
+    assert run_stage("main", plan, run_keys) == []
+    extra = [("bilstm_crf", 3), ("bilstm_crf", 4), ("idcnn_crf", 3), ("idcnn_crf", 4)]
+    assert len(trained) == 10 and trained[6:] == extra  # the six first seeds, then the undecided pair's extra seeds
+    trained.clear()
+    assert run_stage("main", plan, run_keys) == [] and trained == []  # a second run finds every cell done
+
+
 def test_the_subprocess_runner_keeps_the_task_files_of_settings_with_dots_apart(tmp_path, monkeypatch):
     import bench.runner as runner_module
 
