@@ -449,26 +449,33 @@ def _corpus(scales=(1.0, 20.0), systems=("bilstm_crf", "spacy_ner"), **grid: Any
     )
 
 
+MSRA_SYSTEMS = ("bilstm_crf", "idcnn_crf", "idcnn_strubell", "idcnn_sized", "crf", "spacy_ner")
+MAIN_SETTINGS = {name: "x1" for name in MSRA_SYSTEMS}
+UNDECIDED_PAIR_SEEDS = [("bilstm_crf", 3), ("bilstm_crf", 4), ("idcnn_crf", 3), ("idcnn_crf", 4)]
+
+
+def _main_cell(key: CellKey) -> Dict[str, Any]:
+    """A main cell on 400 test items where BiLSTM-CRF and IDCNN-CRF are alike
+    and spaCy ner far behind: of the key pairs only the first is undecided."""
+    ease = numpy.random.default_rng(9).random(400)
+    shares = {"bilstm_crf": 0.85, "idcnn_crf": 0.85, "spacy_ner": 0.5}
+    cell = _training_cell("main", key.system, 1.0, key.seed, ease < shares.get(key.system, 0.8), 0.8)
+    cell.update(cell_id=key.cell_id, corpus="msra", setting=key.setting)
+    return cell
+
+
 def test_the_main_stage_adds_seeds_for_a_key_pair_its_seeds_leave_undecided(tmp_path):
     from bench.cell_plan import main_keys
 
     corpus = _corpus(scales=(1.0,), extra_seeds=(3, 4))
     store = CellStore(tmp_path)
-    settings = {name: "x1" for name in ("bilstm_crf", "idcnn_crf", "idcnn_strubell", "idcnn_sized", "crf", "spacy_ner")}
-    first = main_keys(corpus, settings, store, "h")
+    first = main_keys(corpus, MAIN_SETTINGS, store, "h")
     assert {k.seed for k in first} == {0} and len(first) == 6  # this corpus has one seed (seed 0)
-    rng = numpy.random.default_rng(9)
-    ease = rng.random(400)
-    # BiLSTM-CRF and IDCNN-CRF alike, spaCy ner far behind: only the first pair is undecided.
-    shares = {"bilstm_crf": 0.85, "idcnn_crf": 0.85, "spacy_ner": 0.5}
     for key in first:
-        cell = _training_cell("main", key.system, 1.0, key.seed, ease < shares.get(key.system, 0.8), 0.8)
-        cell.update(cell_id=key.cell_id, corpus="msra", setting=key.setting)
-        store.write(cell)
-    keys = main_keys(corpus, settings, store, "h")
-    added = sorted((k.system, k.seed) for k in keys if k.seed in (3, 4))
-    assert added == [("bilstm_crf", 3), ("bilstm_crf", 4), ("idcnn_crf", 3), ("idcnn_crf", 4)]
-    assert main_keys(corpus, settings, store, "other") == first  # cells of other package code decide nothing
+        store.write(_main_cell(key))
+    keys = main_keys(corpus, MAIN_SETTINGS, store, "h")
+    assert sorted((k.system, k.seed) for k in keys if k.seed in (3, 4)) == UNDECIDED_PAIR_SEEDS
+    assert main_keys(corpus, MAIN_SETTINGS, store, "other") == first  # cells of other package code decide nothing
 
 
 def test_one_run_of_the_main_stage_also_runs_the_extra_seeds_its_first_seeds_call_for(tmp_path):
@@ -477,28 +484,22 @@ def test_one_run_of_the_main_stage_also_runs_the_extra_seeds_its_first_seeds_cal
 
     corpus = _corpus(scales=(1.0,), extra_seeds=(3, 4))
     store = CellStore(tmp_path)
-    settings = {name: "x1" for name in ("bilstm_crf", "idcnn_crf", "idcnn_strubell", "idcnn_sized", "crf", "spacy_ner")}
-    ease = numpy.random.default_rng(9).random(400)
-    shares = {"bilstm_crf": 0.85, "idcnn_crf": 0.85, "spacy_ner": 0.5}  # only BiLSTM-CRF vs IDCNN-CRF undecided
     trained: List[Tuple[str, int]] = []
 
     def train(spec: CellSpec) -> Dict[str, Any]:
-        key = spec.key
-        trained.append((key.system, key.seed))
-        cell = _training_cell("main", key.system, 1.0, key.seed, ease < shares.get(key.system, 0.8), 0.8)
-        cell.update(cell_id=key.cell_id, corpus="msra", setting=key.setting)
-        return cell
+        trained.append((spec.key.system, spec.key.seed))
+        return _main_cell(spec.key)
 
     def plan() -> Tuple[List[CellKey], List[str]]:
-        return main_keys(corpus, settings, store, "h"), []
+        return main_keys(corpus, MAIN_SETTINGS, store, "h"), []
 
     def run_keys(keys: List[CellKey]) -> Dict[str, List[str]]:
         specs = [CellSpec(key=k, corpus_dir="c", model_dir="m", transformer=None, threads=1) for k in keys]
         return run_cells(specs, store, "h", train)
 
     assert run_stage("main", plan, run_keys) == []
-    extra = [("bilstm_crf", 3), ("bilstm_crf", 4), ("idcnn_crf", 3), ("idcnn_crf", 4)]
-    assert len(trained) == 10 and trained[6:] == extra  # the six first seeds, then the undecided pair's extra seeds
+    # the six first-seed cells, then the undecided pair's extra seeds
+    assert len(trained) == 10 and trained[6:] == UNDECIDED_PAIR_SEEDS
     trained.clear()
     assert run_stage("main", plan, run_keys) == [] and trained == []  # a second run finds every cell done
 
