@@ -504,6 +504,20 @@ def test_one_run_of_the_main_stage_also_runs_the_extra_seeds_its_first_seeds_cal
     assert run_stage("main", plan, run_keys) == [] and trained == []  # a second run finds every cell done
 
 
+def test_a_corpus_without_a_grid_is_reported_once_when_the_main_stage_plans_twice():
+    from bench.runner import run_stage
+
+    rounds = iter([["a"], []])
+
+    def plan():
+        return next(rounds), ["msra: no complete grid"]  # round 1 runs a cell, so round 2 plans again
+
+    def run_keys(keys):
+        return {"ran": keys, "skipped": [], "failed": []}
+
+    assert run_stage("main", plan, run_keys) == ["msra: no complete grid"]
+
+
 def test_the_subprocess_runner_keeps_the_task_files_of_settings_with_dots_apart(tmp_path, monkeypatch):
     import bench.runner as runner_module
 
