@@ -109,7 +109,11 @@ def _seeded(corpus: str, system: str) -> bool:
     return spec is None or spec.seeds is None
 
 
-def system_summary(corpus: str, name: str, runs: List[Cell], threshold: Optional[float]) -> Dict[str, Any]:
+def system_summary(
+    corpus: str, name: str, runs: List[Cell], threshold: Optional[float], cpu: Optional[str] = None
+) -> Dict[str, Any]:
+    """Test and dev figures over all of a system's runs; its times to a dev
+    mark over its runs on ``cpu``, the corpus's ``timing_cpu`` (``timed_runs``)."""
     spec = SYSTEMS.get(corpus, {}).get(name)
     summary: Dict[str, Any] = {
         "title": spec.title if spec else DERIVED_TITLES.get(name, name),
@@ -119,6 +123,7 @@ def system_summary(corpus: str, name: str, runs: List[Cell], threshold: Optional
         "stopped_by": [c["stopped_by"] for c in runs],
         "seqeval_agrees": all(c.get("seqeval_agrees") for c in runs),
         "package_hashes": sorted({c["package_hash"] for c in runs}),
+        "train_cpus": training_cpus(runs),
     }
     for key in (
         "f1",
@@ -134,29 +139,68 @@ def system_summary(corpus: str, name: str, runs: List[Cell], threshold: Optional
     summary["f1_by_seed"] = [c["f1"] for c in runs]
     slopes = [last_epoch_slope(c["learning_curve"], c["words_seen"] / c["epochs"]) for c in runs if c.get("epochs")]
     summary["last_epoch_dev_slope"] = mean_sd([slope for slope in slopes if slope is not None])
-    own = [time_to(c["learning_curve"], OWN_BEST_SHARE * c["dev_f1_best"]) for c in runs]
-    summary["to_own_95"] = _time_summary(own)
+    timed = timed_runs(runs, cpu)
+    own = [time_to(c["learning_curve"], OWN_BEST_SHARE * c["dev_f1_best"]) for c in timed]
+    summary["to_own_95"] = _time_summary(own, timed, len(runs))
     if threshold is not None:
-        summary["to_common"] = _time_to(runs, threshold)
+        summary["to_common"] = _time_to(runs, threshold, cpu)
     summary["curves"] = [
         [[p["words_seen"], p["train_seconds"], p["dev_f1"]] for p in c["learning_curve"]] for c in runs
     ]
     return summary
 
 
-def _time_summary(points: Sequence[Optional[Dict[str, float]]]) -> Dict[str, Any]:
+def training_cpus(runs: Sequence[Cell]) -> List[str]:
+    """The CPU models (GPU names) the runs trained on. Training seconds
+    compare only between runs on one model: cells of one benchmark may run in
+    sessions on different machines."""
+    return sorted({c["device_name"] for c in runs})
+
+
+def shared_cpu(*cpu_lists: Sequence[str]) -> Optional[str]:
+    """The one CPU model on which every run behind ``cpu_lists`` (each a
+    ``training_cpus`` list) trained; None where they trained on several."""
+    cpus = {cpu for cpus in cpu_lists for cpu in cpus}
+    return next(iter(cpus)) if len(cpus) == 1 else None
+
+
+def timing_cpu(runs_by_system: Dict[str, List[Cell]]) -> Optional[str]:
+    """The CPU model whose runs give a corpus's training seconds: the one
+    BiLSTM-CRF, the reference of every time comparison, trained on most
+    often; a tie goes to the model with the most runs of any system, then to
+    the first by name. None without runs."""
+    every = [c for runs in runs_by_system.values() for c in runs]
+    reference = runs_by_system.get("bilstm_crf", [])
+
+    def rank(cpu: str) -> Tuple[int, int, str]:
+        return (-sum(c["device_name"] == cpu for c in reference), -sum(c["device_name"] == cpu for c in every), cpu)
+
+    return min(training_cpus(every), key=rank) if every else None
+
+
+def timed_runs(runs: Sequence[Cell], cpu: Optional[str]) -> List[Cell]:
+    """The runs whose seconds are timed: those on ``cpu``; where a system has
+    none there, all of its runs (``train_cpus`` then says where they ran, and
+    the report compares them with nothing)."""
+    return [c for c in runs if c["device_name"] == cpu] or list(runs)
+
+
+def _time_summary(points: Sequence[Optional[Dict[str, float]]], timed: Sequence[Cell], runs: int) -> Dict[str, Any]:
     reached = [p for p in points if p is not None]
     return {
         "reached": len(reached),
         "runs": len(points),
         "train_seconds": mean_sd([p["train_seconds"] for p in reached]),
         "words_seen": mean_sd([p["words_seen"] for p in reached]),
+        "train_cpus": training_cpus(timed),
+        "other_cpu_runs": runs - len(timed),
     }
 
 
-def _time_to(runs: List[Cell], threshold: float) -> Dict[str, Any]:
-    """Each run's time to dev F1 ``threshold``, summarised over the runs."""
-    return _time_summary([time_to(c["learning_curve"], threshold) for c in runs])
+def _time_to(runs: List[Cell], threshold: float, cpu: Optional[str]) -> Dict[str, Any]:
+    """Each timed run's time to dev F1 ``threshold`` (``timed_runs``), summarised over the runs."""
+    timed = timed_runs(runs, cpu)
+    return _time_summary([time_to(c["learning_curve"], threshold) for c in timed], timed, len(runs))
 
 
 def head_to_head(main: Dict[str, Dict[str, List[Cell]]]) -> Dict[str, Dict[str, Any]]:
@@ -169,7 +213,11 @@ def head_to_head(main: Dict[str, Dict[str, List[Cell]]]) -> Dict[str, Dict[str, 
         if not all(main[corpus].get(name) for name in names):
             continue
         threshold = common_threshold([c["dev_f1_best"] for name in names for c in main[corpus][name]])
-        out[corpus] = {"threshold": threshold, **{name: _time_to(main[corpus][name], threshold) for name in names}}
+        cpu = timing_cpu(main[corpus])
+        out[corpus] = {
+            "threshold": threshold,
+            **{name: _time_to(main[corpus][name], threshold, cpu) for name in names},
+        }
     return out
 
 
@@ -249,6 +297,7 @@ def _ablation_row(corpus: str, name: str, runs: List[Cell]) -> Dict[str, Any]:
         "loadavg_after": max(c["loadavg_after"][0] for c in runs),
         "torch_threads": sorted({c.get("torch_threads") for c in runs}, key=str),
         "package_hashes": sorted({c["package_hash"] for c in runs}),
+        "train_cpus": training_cpus(runs),
     }
 
 
@@ -486,6 +535,7 @@ def aggregate(cells: Sequence[Cell]) -> Dict[str, Any]:
     ignored: List[str] = []
     main = _main_cells(cells, grid, ignored)
     thresholds: Dict[str, float] = {}
+    timing_cpus: Dict[str, Optional[str]] = {}
     systems: Dict[str, Dict[str, Any]] = {}
     for corpus in sorted(main):
         seeded = [c["dev_f1_best"] for name, runs in main[corpus].items() if _seeded(corpus, name) for c in runs]
@@ -495,7 +545,8 @@ def aggregate(cells: Sequence[Cell]) -> Dict[str, Any]:
         order = [n for n in SYSTEMS.get(corpus, {}) if n in main[corpus]] + sorted(
             n for n in main[corpus] if n not in SYSTEMS.get(corpus, {})
         )
-        systems[corpus] = {name: system_summary(corpus, name, main[corpus][name], threshold) for name in order}
+        cpu = timing_cpus[corpus] = timing_cpu(main[corpus])
+        systems[corpus] = {name: system_summary(corpus, name, main[corpus][name], threshold, cpu) for name in order}
     speed = speed_summary(cells)
     result: Dict[str, Any] = {
         "provenance": {**provenance(cells), "ignored_main_cells": ignored},
@@ -504,6 +555,7 @@ def aggregate(cells: Sequence[Cell]) -> Dict[str, Any]:
         "token_features": token_features(cells),
         "systems": systems,
         "common_threshold": thresholds,
+        "timing_cpu": timing_cpus,
         "head_to_head": head_to_head(main),
         "comparisons": comparisons(main),
         "versus_bilstm": versus_bilstm(main),

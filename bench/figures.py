@@ -55,18 +55,26 @@ def time_bars(systems: Dict[str, Any]) -> List[Tuple[str, float, float, float, s
 
     A system whose runs never reached the mark gets a zero bar and the note "not reached (0/n runs)"; one that reached
     it in some runs only, its mean over those and "k/n runs", so that no system silently drops out of the figure.
+    Where the systems trained on more than one CPU model, each note names its bar's: those bars do not compare.
     """
+    mixed = len(cpu_models(systems)) > 1
     bars = []
     for name, s in systems.items():
         entry = s.get("to_common") or {}
         stats = entry.get("train_seconds") or {}
         reached, runs = entry.get("reached", 0), entry.get("runs", 0)
+        cpu = [", ".join(entry.get("train_cpus", []))] if mixed else []
         if stats.get("mean") is None:
-            bars.append((name, 0.0, 0.0, 0.0, f"not reached (0/{runs} runs)"))
+            bars.append((name, 0.0, 0.0, 0.0, "; ".join([f"not reached (0/{runs} runs)", *cpu])))
             continue
-        note = "" if reached == runs else f"{reached}/{runs} runs"
+        note = "; ".join(([] if reached == runs else [f"{reached}/{runs} runs"]) + cpu)
         bars.append((name, stats["mean"], stats["mean"] - stats["min"], stats["max"] - stats["mean"], note))
     return bars
+
+
+def cpu_models(systems: Dict[str, Any]) -> List[str]:
+    """Every CPU model that a run of ``systems`` trained on."""
+    return sorted({cpu for s in systems.values() for cpu in (s.get("to_common") or {}).get("train_cpus", [])})
 
 
 def plot_time_to_f1(agg: Agg, path: Path) -> Optional[Path]:
@@ -84,7 +92,10 @@ def plot_time_to_f1(agg: Agg, path: Path) -> Optional[Path]:
                 ax.annotate(
                     note, (mean + above, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
                 )
-        ax.set_title(f"{corpus}: seconds to dev F1 {pct(agg['common_threshold'][corpus], 1)} (seed range)")
+        title = f"{corpus}: seconds to dev F1 {pct(agg['common_threshold'][corpus], 1)} (seed range)"
+        if len(cpu_models(agg["systems"][corpus])) > 1:
+            title += "\nbars trained on different CPU models do not compare"
+        ax.set_title(title)
         ax.set_xlabel("training seconds")
         ax.grid(axis="x", alpha=0.3)
     return _saved(fig, path)

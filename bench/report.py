@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .aggregate import DERIVED_TITLES, aggregate
+from .aggregate import DERIVED_TITLES, aggregate, shared_cpu
 from .budgets import UNITS, corpus_spec
 from .cells import load_cells
 from .common import num, pct, read_json, write_json
@@ -217,11 +217,17 @@ def time_race(
     if threshold is None or sb.get("mean") is None or si.get("mean") is None:
         return None
     target = f"dev F1 {pct(threshold, 1)} ({mark})"
+    cpu = shared_cpu(tb["train_cpus"], ti["train_cpus"])
+    if cpu is None:
+        return (
+            f"the time to {target} is not compared: BiLSTM-CRF trained on {cpus_text(tb['train_cpus'])}, "
+            f"IDCNN-CRF on {cpus_text(ti['train_cpus'])}, and seconds on different CPU models do not compare"
+        )
     if ranges_overlap(sb, si):
-        lead = f"no difference detected in the time to {target} (the seeds' ranges overlap)"
+        lead = f"no difference detected in the time to {target} on {cpu} (the seeds' ranges overlap)"
     else:
         faster = "IDCNN-CRF" if si["mean"] < sb["mean"] else "BiLSTM-CRF"
-        lead = f"**{faster}** reaches {target} sooner"
+        lead = f"**{faster}** reaches {target} sooner on {cpu}"
     return (
         f"{lead}: BiLSTM-CRF after {num(sb['mean'])} s "
         f"(seeds {num(sb['min'])}–{num(sb['max'])} s, {num(tb['words_seen']['mean'])} {UNITS[corpus]}), "
@@ -362,6 +368,19 @@ def accuracy_section(agg: Agg, corpus: str) -> str:
     return text
 
 
+def timed_share(time: Dict[str, Any]) -> str:
+    """``, 3 of 5 seeds`` where some of a system's runs trained on another CPU model and are not timed."""
+    other = time.get("other_cpu_runs", 0)
+    return f", {time['runs']} of {time['runs'] + other} seeds" if other else ""
+
+
+def cpus_text(cpus: Sequence[str]) -> str:
+    """``AMD EPYC``, or ``AMD EPYC and Intel Xeon (seeds on each)`` for runs on several CPU models."""
+    if len(cpus) < 2:
+        return cpus[0] if cpus else "–"
+    return f"{' and '.join(cpus)} (seeds on each)"
+
+
 def seconds_range(stats: Optional[Dict[str, Any]]) -> str:
     """Mean seconds with the seeds' range; the mean alone for one run, a dash for none."""
     stats = stats or {}
@@ -386,6 +405,7 @@ def time_section(agg: Agg, corpus: str) -> str:
                 seconds_range(common.get("train_seconds")),
                 num(common.get("words_seen", {}).get("mean")),
                 f"{common.get('reached', 0)}/{common.get('runs', 0)}",
+                cpus_text(own["train_cpus"]) + timed_share(own),
             )
         )
     header = [
@@ -395,12 +415,16 @@ def time_section(agg: Agg, corpus: str) -> str:
         f"s to dev F1 {pct(threshold, 1)}",
         f"{unit} to it",
         "runs reaching it",
+        "timed runs trained on",
     ]
     return (
         f"Seconds are time in update steps (evaluations excluded), to the first dev evaluation at or above the "
         f"mark; the common mark {pct(threshold, 1)} is the lowest best dev F1 of any run of the systems trained on "
         f"every seed (rounded down to 0.1 point), so each of their runs reaches it; the variants run on fewer seeds "
-        f"need not.\n\n" + table(header, rows)
+        f"need not. Seconds compare only between runs on one CPU model (cells may run in sessions on different "
+        f"machines): each system is timed over its runs on {agg.get('timing_cpu', {}).get(corpus) or '–'}, the "
+        f"model BiLSTM-CRF trained on most; a system with no run there shows the seconds of its own CPU (last "
+        f"column), not to be compared with the rest.\n\n" + table(header, rows)
     )
 
 
@@ -570,6 +594,7 @@ def chinese_section(agg: Agg) -> str:
                 mean_sd_text(r["dev_f1_best"]),
                 seconds_range(r["to_best_seconds"]),
                 seconds_range(r["pretrain_seconds"]),
+                cpus_text(r["train_cpus"]),
                 num(r["train_words_per_s"]["mean"]),
                 num(r["test_words_per_s"]["mean"]),
                 num(r["model_bytes"]["mean"] / 1e6, ".1f"),
@@ -585,6 +610,7 @@ def chinese_section(agg: Agg) -> str:
         "best dev F1",
         "s to best dev (seeds min–max)",
         "pretraining s",
+        "trained on",
         "train chars/s",
         "test-pass chars/s",
         "model MB",
@@ -950,10 +976,14 @@ def _time_cell(agg: Agg, corpus: str, name: str) -> str:
     if common["reached"] < common["runs"]:
         return f"{common['reached']} of {common['runs']} runs reach it"
     seconds = common["train_seconds"]
-    text = seconds_range(seconds)
+    text = seconds_range(seconds) + timed_share(common)
+    if len(common["train_cpus"]) > 1:
+        return f"{text}: seeds on {len(common['train_cpus'])} CPU models, not compared"
     reference = agg["systems"][corpus].get("bilstm_crf", {}).get("to_common")
     if name == "bilstm_crf" or not reference or reference["reached"] < reference["runs"]:
         return text
+    if shared_cpu(common["train_cpus"], reference["train_cpus"]) is None:
+        return f"{text} on {common['train_cpus'][0]}: not compared"
     return f"≈ {text}" if ranges_overlap(seconds, reference["train_seconds"]) else text
 
 
@@ -978,7 +1008,10 @@ def summary_table(agg: Agg) -> str:
     for corpus in ("conll2003", "msra"):
         mark = agg.get("common_threshold", {}).get(corpus)
         if mark is not None:
-            label = f"training seconds to dev F1 {100 * mark:.1f}, {SHORT_CORPUS_NAMES[corpus]}, CPU"
+            cpu = agg.get("timing_cpu", {}).get(corpus)
+            label = f"training seconds to dev F1 {100 * mark:.1f}, {SHORT_CORPUS_NAMES[corpus]}, CPU" + (
+                f" ({cpu})" if cpu else ""
+            )
             rows.append([label] + [_time_cell(agg, corpus, n) for n in TABLE_SYSTEMS])
     for device in ("cpu", "cuda"):
         for corpus in ("conll2003", "msra"):
@@ -992,9 +1025,10 @@ def summary_table(agg: Agg) -> str:
     notes = (
         "Test F1: mean ± sd over the seeds; below it, the difference from BiLSTM-CRF in points with its 95% "
         "interval over seeds and test documents (CoNLL) or sentences (MSRA). Training: seconds in update steps to "
-        "the common dev mark, mean (range over the seeds). Inference: the ratio to BiLSTM-CRF's words (characters) "
-        "per second, median [min, max] of the interleaved rounds. ≈: the interval includes 0 (or 1), or the seeds' "
-        "ranges overlap. –: not run. Training to the dev mark on a GPU is not measured."
+        "the common dev mark, mean (range over the seeds), compared only with BiLSTM-CRF's on the same CPU model "
+        "(the row names it; a system trained on another says so). Inference: the ratio to BiLSTM-CRF's words "
+        "(characters) per second, median [min, max] of the interleaved rounds. ≈: the interval includes 0 (or 1), "
+        "or the seeds' ranges overlap. –: not run. Training to the dev mark on a GPU is not measured."
     )
     return table(["", *(TABLE_TITLES[n] for n in TABLE_SYSTEMS)], rows) + "\n\n" + notes
 

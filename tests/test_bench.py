@@ -335,9 +335,16 @@ def test_last_epoch_slope_is_the_dev_change_from_one_epoch_before_the_end():
 def test_the_readme_table_marks_what_the_intervals_do_not_separate_and_replaces_only_its_markers(tmp_path):
     from bench.report import README_BEGIN, README_END, summary_table, write_readme_table
 
-    def system(f1: float, sd: float, seconds: Tuple[float, float, float]) -> Dict[str, Any]:
+    def system(
+        f1: float, sd: float, seconds: Tuple[float, float, float], cpus: Tuple[str, ...] = ("test cpu",)
+    ) -> Dict[str, Any]:
         mean, low, high = seconds
-        time = {"reached": 3, "runs": 3, "train_seconds": {"mean": mean, "min": low, "max": high, "n": 3}}
+        time = {
+            "reached": 3,
+            "runs": 3,
+            "train_seconds": {"mean": mean, "min": low, "max": high, "n": 3},
+            "train_cpus": list(cpus),
+        }
         return {"f1": {"mean": f1, "sd": sd, "n": 3}, "to_common": time}
 
     def versus(delta: float, low: float, high: float) -> Dict[str, Any]:  # BiLSTM-CRF minus the system
@@ -350,12 +357,16 @@ def test_the_readme_table_marks_what_the_intervals_do_not_separate_and_replaces_
                 "bilstm_crf": system(0.88, 0.002, (300.0, 250.0, 350.0)),
                 "idcnn_crf": system(0.875, 0.001, (320.0, 300.0, 340.0)),
                 "spacy_ner": system(0.87, 0.003, (600.0, 550.0, 650.0)),
+                # trained in a session on another machine: its seconds are shown, never set against BiLSTM-CRF's
+                "softmax": system(0.86, 0.003, (310.0, 290.0, 330.0), ("other cpu",)),
+                "softmax_constrained": system(0.865, 0.003, (310.0, 290.0, 330.0), ("other cpu", "test cpu")),
             }
         },
         "versus_bilstm": {
             "conll2003": {"idcnn_crf": versus(0.005, -0.001, 0.011), "spacy_ner": versus(0.01, 0.004, 0.016)}
         },
         "common_threshold": {"conll2003": 0.896},
+        "timing_cpu": {"conll2003": "test cpu"},
         "speed": {
             "cpu": {
                 "conll2003": {
@@ -370,14 +381,15 @@ def test_the_readme_table_marks_what_the_intervals_do_not_separate_and_replaces_
         },
     }
     text = summary_table(agg)
-    rows = {
-        line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in text.splitlines() if line.startswith("|")
-    }
+    cells = [[c.strip() for c in line.strip("|").split(" | ")] for line in text.splitlines() if line.startswith("|")]
+    rows = {row[0]: row[1:] for row in cells}
     f1 = rows["test F1, CoNLL-2003 English (all-MiniLM-L6-v2, uncased)"]
     assert f1[:3] == ["88.00 ± 0.20 (n=3)", "87.50 ± 0.10 (n=3)<br>≈ -0.50 [-1.10, +0.10]", "–"]
     assert f1[3] == "87.00 ± 0.30 (n=3)<br>-1.00 [-1.60, -0.40]"  # the interval excludes 0: no ≈
-    seconds = rows["training seconds to dev F1 89.6, CoNLL-2003, CPU"]
+    seconds = rows["training seconds to dev F1 89.6, CoNLL-2003, CPU (test cpu)"]
     assert seconds[:4] == ["300 (250–350)", "≈ 320 (300–340)", "–", "600 (550–650)"]
+    assert seconds[4] == "310 (290–330) on other cpu: not compared"  # overlaps BiLSTM-CRF's range, yet no ≈
+    assert seconds[5] == "310 (290–330): seeds on 2 CPU models, not compared"
     speed = rows["inference speed over BiLSTM-CRF's, CoNLL-2003, CPU (test cpu)"]
     assert speed[:4] == ["1", "1.20x [1.10, 1.30]", "–", "≈ 1.02x [0.95, 1.05]"]
     readme = tmp_path / "README.md"
@@ -850,6 +862,37 @@ def _training_cell(stage: str, system: str, scale: float, seed: int, correct: nu
     }
 
 
+def test_training_seconds_come_from_one_cpu_model_and_other_models_are_never_compared():
+    from bench.aggregate import head_to_head, system_summary, timing_cpu
+    from bench.report import _time_cell
+
+    def runs(system: str, cpus: str) -> List[Dict[str, Any]]:
+        # seed k reaches dev F1 0.45 after 20 + k seconds (curve: 0.225, 0.45, 0.675, 0.9 every 10 s)
+        made = [_training_cell("main", system, 20.0, seed, numpy.ones(10, bool), 0.9) for seed in range(len(cpus))]
+        return [{**cell, "device_name": cpu} for cell, cpu in zip(made, cpus)]
+
+    # seeds 3 and 4 of the pair ran in a session on CPU "B", where `ner` ran all of its seeds
+    main = {"bilstm_crf": runs("bilstm_crf", "AAABB"), "idcnn_crf": runs("idcnn_crf", "AAABB")}
+    main["spacy_ner"] = runs("spacy_ner", "BBBBB")
+    assert timing_cpu(main) == "A"  # BiLSTM-CRF's most frequent, though B has more runs in all
+    assert timing_cpu({"bilstm_crf": runs("bilstm_crf", "AB"), "idcnn_crf": runs("idcnn_crf", "B")}) == "B"
+    assert timing_cpu({"bilstm_crf": runs("bilstm_crf", "BA")}) == "A"
+    assert timing_cpu({"spacy_ner": main["spacy_ner"]}) == "B" and timing_cpu({}) is None
+
+    systems = {name: system_summary("conll2003", name, cells, 0.45, "A") for name, cells in main.items()}
+    bilstm = systems["bilstm_crf"]
+    assert bilstm["f1"]["n"] == 5 and bilstm["train_cpus"] == ["A", "B"]  # accuracy: every seed
+    assert bilstm["to_common"]["train_seconds"] == {"mean": 21.0, "sd": 1.0, "min": 20.0, "max": 22.0, "n": 3}
+    assert (bilstm["to_common"]["train_cpus"], bilstm["to_common"]["other_cpu_runs"]) == (["A"], 2)
+    assert systems["spacy_ner"]["to_common"]["train_cpus"] == ["B"]  # no run on A: its own CPU's seconds
+    agg = {"systems": {"conll2003": systems}, "timing_cpu": {"conll2003": "A"}}
+    assert _time_cell(agg, "conll2003", "bilstm_crf") == "21 (20–22), 3 of 5 seeds"
+    assert _time_cell(agg, "conll2003", "idcnn_crf") == "≈ 21 (20–22), 3 of 5 seeds"
+    assert _time_cell(agg, "conll2003", "spacy_ner") == "22 (20–24) on B: not compared"
+    pair = head_to_head({"conll2003": main})["conll2003"]
+    assert pair["bilstm_crf"]["train_cpus"] == ["A"] and pair["idcnn_crf"]["other_cpu_runs"] == 2
+
+
 def _synthetic_cells(folder: Path) -> None:
     store = CellStore(folder)
     rng = numpy.random.default_rng(3)
@@ -1055,9 +1098,10 @@ def test_time_to_f1_shows_the_seeds_range_only_for_several_runs():
 def test_time_to_f1_figure_lists_every_system_and_says_which_missed_the_mark():
     from bench.figures import time_bars
 
-    def to_common(reached: int, runs: int, seconds: List[float]) -> Dict[str, Any]:
+    def to_common(reached: int, runs: int, seconds: List[float], cpu: str = "test cpu") -> Dict[str, Any]:
         stats = {"mean": sum(seconds) / len(seconds), "min": min(seconds), "max": max(seconds)} if seconds else {}
-        return {"to_common": {"reached": reached, "runs": runs, "train_seconds": {"mean": None, **stats}}}
+        time = {"reached": reached, "runs": runs, "train_seconds": {"mean": None, **stats}, "train_cpus": [cpu]}
+        return {"to_common": time}
 
     systems = {
         "bilstm_crf": to_common(3, 3, [300.0, 330.0, 360.0]),
@@ -1068,6 +1112,14 @@ def test_time_to_f1_figure_lists_every_system_and_says_which_missed_the_mark():
         ("bilstm_crf", 330.0, 30.0, 30.0, ""),
         ("idcnn_strubell", 0.0, 0.0, 0.0, "not reached (0/1 runs)"),
         ("softmax", 1_100.0, 100.0, 100.0, "2/3 runs"),
+    ]
+    # systems trained on different CPU models: every bar names its CPU
+    systems["spacy_ner"] = to_common(1, 1, [500.0], "other cpu")
+    assert [note for *_, note in time_bars(systems)] == [
+        "test cpu",
+        "not reached (0/1 runs); test cpu",
+        "2/3 runs; test cpu",
+        "other cpu",
     ]
 
 
@@ -1118,7 +1170,7 @@ def test_head_to_head_races_bilstm_and_idcnn_to_the_highest_mark_both_reach():
 
     def run(points: List[tuple]) -> Dict[str, Any]:
         curve = [{"words_seen": 100 * (k + 1), "train_seconds": s, "dev_f1": f} for k, (s, f) in enumerate(points)]
-        return {"dev_f1_best": max(f for _, f in points), "learning_curve": curve}
+        return {"dev_f1_best": max(f for _, f in points), "learning_curve": curve, "device_name": "test cpu"}
 
     main = {
         "conll2003": {
@@ -1132,21 +1184,47 @@ def test_head_to_head_races_bilstm_and_idcnn_to_the_highest_mark_both_reach():
     assert pair["threshold"] == pytest.approx(0.901)
     assert pair["bilstm_crf"]["train_seconds"]["mean"] == pytest.approx(31.0)  # 30 and 32: 22 s gave 0.90 < 0.901
     assert pair["idcnn_crf"]["train_seconds"]["mean"] == pytest.approx(40.5)
+    assert pair["bilstm_crf"]["train_cpus"] == pair["idcnn_crf"]["train_cpus"] == ["test cpu"]
     assert head_to_head({"msra": {"bilstm_crf": main["conll2003"]["bilstm_crf"]}}) == {}
 
-    common = {"train_seconds": {"mean": 20.0, "min": 20.0, "max": 20.0}, "words_seen": {"mean": 200.0}}
-    quicker = {"train_seconds": {"mean": 8.5, "min": 8.0, "max": 9.0}, "words_seen": {"mean": 100.0}}
+    def to(mean: float, low: float, high: float, words: float, cpus: List[str]) -> Dict[str, Any]:
+        seconds = {"mean": mean, "min": low, "max": high}
+        return {"train_seconds": seconds, "words_seen": {"mean": words}, "train_cpus": cpus}
+
+    common, quicker = to(20.0, 20.0, 20.0, 200.0, ["test cpu"]), to(8.5, 8.0, 9.0, 100.0, ["test cpu"])
     agg = {"common_threshold": {"conll2003": 0.8}, "head_to_head": {"conll2003": pair}, "speed": {}}
     text = trains_faster(agg, "conll2003", {"bilstm_crf": {"to_common": common}, "idcnn_crf": {"to_common": quicker}})
-    assert text.startswith("**IDCNN-CRF** reaches dev F1 80.0 (the common mark) sooner: BiLSTM-CRF after 20 s")
+    assert text.startswith(
+        "**IDCNN-CRF** reaches dev F1 80.0 (the common mark) sooner on test cpu: BiLSTM-CRF after 20 s"
+    )
     assert (
-        "; **BiLSTM-CRF** reaches dev F1 90.1 (the highest both reach on every seed) sooner: BiLSTM-CRF after 31 s"
-        in text
+        "; **BiLSTM-CRF** reaches dev F1 90.1 (the highest both reach on every seed) sooner on test cpu: "
+        "BiLSTM-CRF after 31 s" in text
     )
     # Seeds whose ranges overlap name no winner, whichever mean is lower.
-    close = {"train_seconds": {"mean": 18.0, "min": 15.0, "max": 21.0}, "words_seen": {"mean": 180.0}}
+    close = to(18.0, 15.0, 21.0, 180.0, ["test cpu"])
     text = trains_faster(agg, "conll2003", {"bilstm_crf": {"to_common": common}, "idcnn_crf": {"to_common": close}})
-    assert text.startswith("no difference detected in the time to dev F1 80.0 (the common mark) (the seeds' ranges")
+    assert text.startswith(
+        "no difference detected in the time to dev F1 80.0 (the common mark) on test cpu (the seeds' ranges"
+    )
+    # Seconds from different CPU models name no winner either, however far apart.
+    elsewhere = to(8.5, 8.0, 9.0, 100.0, ["other cpu"])
+    text = trains_faster(
+        {**agg, "head_to_head": {}},
+        "conll2003",
+        {"bilstm_crf": {"to_common": common}, "idcnn_crf": {"to_common": elsewhere}},
+    )
+    assert text == (
+        "the time to dev F1 80.0 (the common mark) is not compared: BiLSTM-CRF trained on test cpu, IDCNN-CRF on "
+        "other cpu, and seconds on different CPU models do not compare."
+    )
+    mixed = to(8.5, 8.0, 9.0, 100.0, ["other cpu", "test cpu"])
+    text = trains_faster(
+        {**agg, "head_to_head": {}},
+        "conll2003",
+        {"bilstm_crf": {"to_common": common}, "idcnn_crf": {"to_common": mixed}},
+    )
+    assert "IDCNN-CRF on other cpu and test cpu (seeds on each), and seconds" in text
     # where the pair's mark is the common mark, one race is enough
     agg["common_threshold"]["conll2003"] = pair["threshold"]
     assert "highest both reach" not in trains_faster(
