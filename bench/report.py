@@ -289,6 +289,28 @@ def grid_section(agg: Agg) -> str:
     return "\n\n".join(parts)
 
 
+def rate_at_cap(budget: Dict[str, Any]) -> str:
+    """What the learning rate is where a run of ``budget`` meets its cap."""
+    if budget.get("constant_rate"):
+        return "its learning rate still the base rate (held constant after the warm-up)"
+    return "where the learning rate's schedule ends at 0"
+
+
+def schedule_text(agg: Agg) -> str:
+    """How the rate runs after the warm-up in each corpus's main budget (the same for every system)."""
+    mains = {corpus: b["main"] for corpus, b in sorted(agg["budgets"].items()) if b.get("main")}
+    constant = [SHORT_CORPUS_NAMES.get(c, c) for c, b in mains.items() if b.get("constant_rate")]
+    decaying = [SHORT_CORPUS_NAMES.get(c, c) for c, b in mains.items() if not b.get("constant_rate")]
+    if not decaying:
+        return "after it the base rate is held constant (no decay), so where a run stops does not change its rate"
+    if not constant:
+        return "the configs' schedule ends at the budget's cap"
+    return (
+        f"after it the base rate is held constant on {', '.join(constant)} and decays to 0 at the budget's cap on "
+        f"{', '.join(decaying)}"
+    )
+
+
 def stopping_note(agg: Agg, corpus: str) -> str:
     """What "stopped by" means for this corpus's budget, and how many runs stopped each way."""
     main = agg["budgets"].get(corpus, {}).get("main")
@@ -318,8 +340,8 @@ def stopping_note(agg: Agg, corpus: str) -> str:
         )
     return (
         f"\n\nStopped by `patience`: dev F1 had not improved for {main['patience']:.0%} of the {UNITS[corpus]} "
-        f"seen. Stopped by `cap`: the run reached the budget's maximum ({epochs:.3g} epochs), where the "
-        f"learning rate's schedule ends at 0, with a new best dev F1 within the last {main['patience']:.0%}. "
+        f"seen. Stopped by `cap`: the run reached the budget's maximum ({epochs:.3g} epochs), {rate_at_cap(main)}, "
+        f"with a new best dev F1 within the last {main['patience']:.0%}. "
         f"{reasons.count('cap')} of {len(reasons)} runs stopped at the cap.{slope_text}"
     )
 
@@ -678,8 +700,7 @@ def setup_section(agg: Agg) -> str:
             )
     lines += [
         f"- Warm-up: the configs' warm-up steps, at most {MAX_WARMUP_SHARE:.0%} of the steps of the minimum budget, "
-        "the same for every system; the configs' schedule ends at the budget's cap. BERT-softmax follows the same "
-        "rates step for step.",
+        f"the same for every system; {schedule_text(agg)}. BERT-softmax follows the same rates step for step.",
         f"- Gradient clipping: {GRAD_CLIP_RULE.format(clip=clips)}.",
         "- Batches: the configs' batcher over a shuffle seeded by the run's seed, the same for every system of a seed.",
         "- Head learning rate: `crf_ner` through its `head_lr_scale`; spaCy `ner` through the same scaled update "
