@@ -1059,7 +1059,7 @@ def test_spearman_matches_a_brute_force_rank_correlation():
 
 
 def test_report_says_how_the_runs_stopped():
-    from bench.report import stopping_note
+    from bench.report import schedule_text, stopping_note
 
     def agg(min_words: int, reasons: List[str]) -> Dict[str, Any]:
         main = {"min_words": min_words, "max_words": 300, "eval_every": 50, "patience": 0.25}
@@ -1084,6 +1084,19 @@ def test_report_says_how_the_runs_stopped():
         open_ended
     )
     assert stopping_note({"budgets": {}, "systems": {"msra": {}}}, "msra") == ""
+    # a constant rate after the warm-up: a run at the cap is still at the base rate, and the setup says so
+    constant = agg(100, ["patience", "cap", "cap"])
+    constant["budgets"]["msra"]["main"]["constant_rate"] = True
+    assert "(3 epochs), its learning rate still the base rate (held constant after the warm-up), with a new best" in (
+        stopping_note(constant, "msra")
+    )
+    assert "schedule ends at 0" not in stopping_note(constant, "msra")
+    assert schedule_text(constant).startswith("after it the base rate is held constant (no decay)")
+    assert schedule_text(agg(100, [])) == "the configs' schedule ends at the budget's cap"
+    constant["budgets"]["conll2003"] = agg(100, [])["budgets"]["msra"]
+    assert schedule_text(constant) == (
+        "after it the base rate is held constant on MSRA and decays to 0 at the budget's cap on CoNLL-2003"
+    )
 
 
 def test_time_to_f1_shows_the_seeds_range_only_for_several_runs():
